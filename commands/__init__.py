@@ -1,0 +1,1 @@
+"""Write-side handlers: validate raw input, decide events with the domain, append them."""

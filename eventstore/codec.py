@@ -1,0 +1,103 @@
+"""Maps domain events (frozen attrs classes) to stored payloads and back, with schema versions.
+
+Payload keys are camelCase, the names the API and auditors see. An event stored under an
+older schema version is brought to the current one by the registered upcasters, one
+version step at a time, before it is structured.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+import attrs
+from cattrs import Converter
+from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+
+from eventstore.records import NewEvent, StoredEvent
+
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+class UnknownEventType(Exception):
+    """A stored event whose type or version this codec cannot read."""
+
+
+def camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _payload_converter(types: Mapping[type, tuple[str, int]]) -> Converter:
+    converter = Converter()
+    converter.register_unstructure_hook(datetime, datetime.isoformat)
+    converter.register_structure_hook(datetime, lambda value, _: datetime.fromisoformat(value))
+    converter.register_unstructure_hook(uuid.UUID, str)
+    converter.register_structure_hook(uuid.UUID, lambda value, _: uuid.UUID(value))
+    for cls in types:
+        renames = {a.name: override(rename=camel(a.name)) for a in attrs.fields(cls)}
+        converter.register_unstructure_hook(
+            cls, make_dict_unstructure_fn(cls, converter, **renames)
+        )
+        converter.register_structure_hook(cls, make_dict_structure_fn(cls, converter, **renames))
+    return converter
+
+
+class Codec:
+    """Encodes and decodes the event classes of one catalogue ``{class: (name, version)}``."""
+
+    def __init__(
+        self,
+        types: Mapping[type, tuple[str, int]],
+        upcasters: Mapping[tuple[str, int], Upcaster] | None = None,
+    ) -> None:
+        self._names = dict(types)
+        self._classes = {name: (cls, version) for cls, (name, version) in types.items()}
+        self._upcasters = dict(upcasters or {})
+        self._converter = _payload_converter(types)
+
+    def payload(self, event: object) -> dict[str, Any]:
+        result: dict[str, Any] = self._converter.unstructure(event)
+        return result
+
+    def encode(
+        self,
+        event: object,
+        *,
+        event_id: uuid.UUID,
+        stream_id: str,
+        metadata: dict[str, Any],
+        received_at: datetime,
+    ) -> NewEvent:
+        name, version = self._names[type(event)]
+        return NewEvent(
+            event_id=event_id,
+            stream_id=stream_id,
+            event_type=name,
+            schema_version=version,
+            payload=self.payload(event),
+            metadata=metadata,
+            received_at=received_at,
+        )
+
+    def decode(self, stored: StoredEvent) -> object:
+        """The domain event of ``stored``, upcast to the current schema version."""
+        try:
+            cls, current = self._classes[stored.event_type]
+        except KeyError:
+            raise UnknownEventType(f"unknown event type {stored.event_type!r}") from None
+        payload, version = stored.payload, stored.schema_version
+        while version < current:
+            step = self._upcasters.get((stored.event_type, version))
+            if step is None:
+                raise UnknownEventType(
+                    f"no upcaster for {stored.event_type} v{version} -> v{version + 1}"
+                )
+            payload, version = step(payload), version + 1
+        if version != current:
+            raise UnknownEventType(
+                f"{stored.event_type} v{stored.schema_version} is newer than this code (v{current})"
+            )
+        return self._converter.structure(payload, cls)

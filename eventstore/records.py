@@ -1,0 +1,64 @@
+"""The store's own value types: events going in, events coming out, checkpoints."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from typing import Any
+
+from attrs import frozen
+
+
+@frozen(kw_only=True, order=True)
+class Checkpoint:
+    """A place in commit-safe order: everything at or before it has been read."""
+
+    transaction_id: int
+    position: int
+
+
+START = Checkpoint(transaction_id=0, position=0)
+
+
+@frozen(kw_only=True)
+class NewEvent:
+    event_id: uuid.UUID
+    stream_id: str
+    event_type: str
+    schema_version: int
+    payload: dict[str, Any]
+    metadata: dict[str, Any]
+    received_at: datetime
+
+
+@frozen(kw_only=True)
+class StoredEvent:
+    position: int
+    transaction_id: int
+    event_id: uuid.UUID
+    stream_id: str
+    event_type: str
+    schema_version: int
+    payload: dict[str, Any]
+    metadata: dict[str, Any]
+    received_at: datetime
+
+    @property
+    def checkpoint(self) -> Checkpoint:
+        return Checkpoint(transaction_id=self.transaction_id, position=self.position)
+
+
+class AppendStatus(enum.Enum):
+    APPENDED = "appended"
+    DUPLICATE = "duplicate"  # same id, same payload: already stored, nothing written
+    CONFLICT = "conflict"  # same id, different payload: the stored one stands
+
+
+@frozen(kw_only=True)
+class Appended:
+    """What became of one event handed to ``append``; ``position`` is the stored event's."""
+
+    event_id: uuid.UUID
+    position: int
+    status: AppendStatus

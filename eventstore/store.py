@@ -1,0 +1,194 @@
+"""Append to and read from the ``events`` table.
+
+Appends are idempotent by event id through the table's unique index, never through a
+cache. Reads after a checkpoint are in commit-safe order: a position is only handed out
+once no transaction that could still commit a lower one is running (see ``READ_AFTER``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import orjson
+import psycopg
+from psycopg.rows import tuple_row
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from eventstore.records import (
+    START,
+    Appended,
+    AppendStatus,
+    Checkpoint,
+    NewEvent,
+    StoredEvent,
+)
+
+INSERT = """
+INSERT INTO events (event_id, stream_id, event_type, schema_version, payload, metadata, received_at)
+SELECT e.event_id, e.stream_id, e.event_type, e.schema_version, e.payload::jsonb,
+       e.metadata::jsonb, e.received_at
+FROM unnest(%(event_ids)s::uuid[], %(stream_ids)s::text[], %(event_types)s::text[],
+            %(versions)s::int2[], %(payloads)s::text[], %(metadata)s::text[],
+            %(received_at)s::timestamptz[])
+     WITH ORDINALITY AS e(event_id, stream_id, event_type, schema_version, payload, metadata,
+                          received_at, n)
+ORDER BY e.n
+ON CONFLICT (event_id) DO NOTHING
+RETURNING event_id, position
+"""
+
+EXISTING = """
+SELECT event_id, position, payload FROM events WHERE event_id = ANY(%(event_ids)s::uuid[])
+"""
+
+_COLUMNS = """
+position, transaction_id::text, event_id, stream_id, event_type, schema_version, payload,
+metadata, received_at
+"""
+
+# Only rows written by transactions older than the oldest one still running are certain
+# to be final: a transaction still in flight may yet commit a *lower* position than one
+# already visible. Ordering by (transaction_id, position) makes the checkpoint a total order
+# that later commits can never land behind.
+READ_AFTER = f"""
+SELECT {_COLUMNS}
+FROM events
+WHERE (transaction_id, position) > (%(transaction_id)s::text::xid8, %(position)s)
+  AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+ORDER BY transaction_id, position
+LIMIT %(limit)s
+"""  # noqa: S608 - a constant column list, no user input
+
+READ_STREAM = f"""
+SELECT {_COLUMNS}
+FROM events
+WHERE stream_id = %(stream_id)s AND position > %(after)s
+ORDER BY position
+LIMIT %(limit)s
+"""  # noqa: S608 - a constant column list, no user input
+
+HEAD = "SELECT coalesce(max(position), 0) FROM events"
+
+
+class StoreUnavailable(Exception):
+    """The database could not be reached or did not answer in time; retrying may succeed."""
+
+
+@contextmanager
+def translated_errors() -> Iterator[None]:
+    """Turn driver errors that mean "try again later" into ``StoreUnavailable``."""
+    try:
+        yield
+    except (PoolTimeout, psycopg.OperationalError) as exc:
+        raise StoreUnavailable(str(exc).strip() or type(exc).__name__) from exc
+
+
+def _row_to_event(row: tuple[Any, ...]) -> StoredEvent:
+    return StoredEvent(
+        position=row[0],
+        transaction_id=int(row[1]),
+        event_id=row[2],
+        stream_id=row[3],
+        event_type=row[4],
+        schema_version=row[5],
+        payload=row[6],
+        metadata=row[7],
+        received_at=row[8],
+    )
+
+
+def _dumps(value: object) -> str:
+    return orjson.dumps(value).decode()
+
+
+def append_events(conn: psycopg.Connection[Any], events: Sequence[NewEvent]) -> list[Appended]:
+    """Append ``events`` through ``conn`` in the caller's transaction; one answer per event.
+
+    An event whose id is already stored is a duplicate when its payload is equal to the
+    stored one and a conflict otherwise; either way nothing is written for it. Repeats of
+    one id inside ``events`` are judged against the first of them.
+    """
+    if not events:
+        return []
+    params = {
+        "event_ids": [e.event_id for e in events],
+        "stream_ids": [e.stream_id for e in events],
+        "event_types": [e.event_type for e in events],
+        "versions": [e.schema_version for e in events],
+        "payloads": [_dumps(e.payload) for e in events],
+        "metadata": [_dumps(e.metadata) for e in events],
+        "received_at": [e.received_at for e in events],
+    }
+    cursor = conn.cursor(row_factory=tuple_row)
+    cursor.execute(INSERT, params)
+    inserted: dict[uuid.UUID, int] = {row[0]: row[1] for row in cursor.fetchall()}
+
+    stored: dict[uuid.UUID, tuple[int, dict[str, Any]]] = {}
+    missing = [e.event_id for e in events if e.event_id not in inserted]
+    if missing:
+        cursor.execute(EXISTING, {"event_ids": missing})
+        stored = {row[0]: (row[1], row[2]) for row in cursor.fetchall()}
+
+    answers: list[Appended] = []
+    first_payload: dict[uuid.UUID, dict[str, Any]] = {}
+    for event in events:
+        if event.event_id in inserted and event.event_id not in first_payload:
+            first_payload[event.event_id] = event.payload
+            position, status = inserted[event.event_id], AppendStatus.APPENDED
+        else:
+            if event.event_id in inserted:
+                position, payload = inserted[event.event_id], first_payload[event.event_id]
+            else:
+                position, payload = stored[event.event_id]
+            same = payload == event.payload
+            status = AppendStatus.DUPLICATE if same else AppendStatus.CONFLICT
+        answers.append(Appended(event_id=event.event_id, position=position, status=status))
+    return answers
+
+
+def read_after(
+    conn: psycopg.Connection[Any], after: Checkpoint = START, limit: int = 1000
+) -> list[StoredEvent]:
+    """Up to ``limit`` events after ``after`` in commit-safe order, read through ``conn``."""
+    cursor = conn.cursor(row_factory=tuple_row)
+    cursor.execute(
+        READ_AFTER,
+        {
+            "transaction_id": str(after.transaction_id),
+            "position": after.position,
+            "limit": limit,
+        },
+    )
+    return [_row_to_event(row) for row in cursor.fetchall()]
+
+
+class EventStore:
+    """The event store over a connection pool; each call is its own short transaction."""
+
+    def __init__(self, pool: ConnectionPool[Any]) -> None:
+        self._pool = pool
+
+    def append(self, events: Sequence[NewEvent]) -> list[Appended]:
+        """Append ``events`` atomically; return one ``Appended`` per event, in order."""
+        with translated_errors(), self._pool.connection() as conn, conn.transaction():
+            return append_events(conn, events)
+
+    def read_all(self, after: Checkpoint = START, limit: int = 1000) -> list[StoredEvent]:
+        with translated_errors(), self._pool.connection() as conn:
+            return read_after(conn, after, limit)
+
+    def read_stream(self, stream_id: str, *, after: int = 0, limit: int = 1000) -> list[StoredEvent]:
+        """One stream's events in position order (a stream is written by one device)."""
+        with translated_errors(), self._pool.connection() as conn:
+            cursor = conn.cursor(row_factory=tuple_row)
+            cursor.execute(READ_STREAM, {"stream_id": stream_id, "after": after, "limit": limit})
+            return [_row_to_event(row) for row in cursor.fetchall()]
+
+    def head(self) -> int:
+        """The highest position appended so far (0 for an empty store)."""
+        with translated_errors(), self._pool.connection() as conn:
+            row = conn.execute(HEAD).fetchone()
+            return int(row[0]) if row else 0

@@ -1,0 +1,1 @@
+"""The HTTP API: a Falcon app built by ``create_app(deps)``."""

@@ -1,0 +1,73 @@
+"""Reading request bodies: size limit, media type, JSON and NDJSON parsing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import falcon
+import orjson
+
+from web.problems import Problem
+
+JSON = "application/json"
+NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl"})
+
+
+class Malformed:
+    """One NDJSON line that is not JSON; it is rejected alone, the other lines still count."""
+
+    __slots__ = ("message",)
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+def media_type(req: falcon.Request, accepted: Iterable[str]) -> str:
+    """The request's media type, or a 415 problem when it is not one of ``accepted``."""
+    content_type = (req.content_type or "").split(";", 1)[0].strip().lower()
+    allowed = sorted(accepted)
+    if content_type not in allowed:
+        raise Problem(
+            415,
+            "unsupported-media-type",
+            "Unsupported Media Type",
+            f"Content-Type must be one of {', '.join(allowed)}"
+            + (f", not {content_type}." if content_type else "; none was given."),
+        )
+    return content_type
+
+
+def read_body(req: falcon.Request, limit: int) -> bytes:
+    """The whole body, refusing with 413 anything over ``limit`` bytes before reading it all."""
+    if req.content_length is not None and req.content_length > limit:
+        raise _too_large(limit)
+    data = req.bounded_stream.read(limit + 1)
+    if len(data) > limit:
+        raise _too_large(limit)
+    return data
+
+
+def _too_large(limit: int) -> Problem:
+    return Problem(
+        413, "too-large", "Content Too Large", f"The body is larger than the {limit} byte limit."
+    )
+
+
+def parse_json(data: bytes) -> object:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise Problem(400, "malformed", "Bad Request", f"The body is not valid JSON: {exc}") from exc
+
+
+def parse_ndjson(data: bytes) -> list[object]:
+    """One value per non-blank line; a line that is not JSON becomes a ``Malformed`` item."""
+    items: list[object] = []
+    for line in data.splitlines():
+        if not line.strip():
+            continue
+        try:
+            items.append(orjson.loads(line))
+        except orjson.JSONDecodeError as exc:
+            items.append(Malformed(f"not valid JSON: {exc}"))
+    return items

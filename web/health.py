@@ -1,0 +1,32 @@
+"""``/health`` (the process answers) and ``/ready`` (the database answers and is migrated)."""
+
+from __future__ import annotations
+
+import falcon
+import orjson
+
+from web.context import Dependencies
+from web.problems import Problem
+
+
+class HealthResource:
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.data = orjson.dumps({"status": "ok"})
+
+
+class ReadyResource:
+    def __init__(self, deps: Dependencies) -> None:
+        self._deps = deps
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        readiness = self._deps.readiness()
+        if not readiness.ready:
+            raise Problem(
+                503,
+                "not-ready",
+                "Service Unavailable",
+                readiness.detail,
+                headers={"Retry-After": "5"},
+                extra={"pendingMigrations": list(readiness.pending_migrations)},
+            )
+        resp.data = orjson.dumps({"status": "ready", "detail": readiness.detail})

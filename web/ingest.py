@@ -1,0 +1,116 @@
+"""``POST /v1/ingest``: one reading, a JSON array of readings, or NDJSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import falcon
+import orjson
+
+from commands.ingest import ingest
+from commands.outcomes import Outcome, Status
+from commands.payloads import WireError
+from web.bodies import JSON, NDJSON_TYPES, Malformed, media_type, parse_json, parse_ndjson, read_body
+from web.context import Dependencies, request_metadata
+from web.problems import Problem, validation_problem
+
+_ACCEPTED = {JSON, *NDJSON_TYPES}
+
+
+def outcome_body(outcome: Outcome) -> dict[str, Any]:
+    body: dict[str, Any] = {"status": outcome.status.value}
+    if outcome.event_id is not None:
+        body["eventId"] = str(outcome.event_id)
+        body["position"] = outcome.position
+    if outcome.errors:
+        body["errors"] = [{"field": e.field, "message": e.message} for e in outcome.errors]
+    return body
+
+
+def single_answer(outcome: Outcome, resp: falcon.Response, what: str) -> None:
+    """202 for a stored or duplicate item; the matching problem otherwise."""
+    if outcome.status is Status.REJECTED:
+        raise validation_problem(outcome.errors, f"The {what} is not valid; nothing was stored.")
+    if outcome.status is Status.CONFLICT:
+        raise Problem(
+            409,
+            "conflict",
+            "Conflict",
+            f"A different {what} is already stored for this device and timestamp; "
+            "the first one stands.",
+            extra={"eventId": str(outcome.event_id), "position": outcome.position},
+        )
+    resp.status = falcon.HTTP_202
+    resp.data = orjson.dumps(outcome_body(outcome))
+
+
+class IngestResource:
+    def __init__(self, deps: Dependencies) -> None:
+        self._deps = deps
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        kind = media_type(req, _ACCEPTED)
+        data = read_body(req, self._deps.limits.max_body_bytes)
+        if kind in NDJSON_TYPES:
+            self._batch(req, resp, parse_ndjson(data))
+            return
+        body = parse_json(data)
+        if isinstance(body, list):
+            self._batch(req, resp, body)
+            return
+        [outcome] = self._ingest(req, [body])
+        single_answer(outcome, resp, "reading")
+
+    def _ingest(self, req: falcon.Request, items: list[object]) -> list[Outcome]:
+        deps = self._deps
+        return ingest(
+            items,
+            store=deps.store,
+            clock=deps.clock,
+            rules=deps.rules,
+            metadata=request_metadata(req),
+        )
+
+    def _batch(self, req: falcon.Request, resp: falcon.Response, items: list[object]) -> None:
+        limit = self._deps.limits.max_batch_items
+        if len(items) > limit:
+            raise Problem(
+                413,
+                "too-many-items",
+                "Content Too Large",
+                f"The batch holds {len(items)} readings; at most {limit} are accepted per request.",
+            )
+        if not items:
+            raise validation_problem(
+                [WireError(field="", message="must hold at least one reading")],
+                "The batch is empty.",
+            )
+        slots: list[Outcome | None] = [
+            Outcome.rejected([WireError(field="", message=item.message)])
+            if isinstance(item, Malformed)
+            else None
+            for item in items
+        ]
+        parsed = [i for i, slot in enumerate(slots) if slot is None]
+        for index, outcome in zip(parsed, self._ingest(req, [items[i] for i in parsed]), strict=True):
+            slots[index] = outcome
+        outcomes = [slot for slot in slots if slot is not None]
+        counts = {status: 0 for status in Status}
+        for outcome in outcomes:
+            counts[outcome.status] += 1
+        positions = [o.position for o in outcomes if o.position is not None]
+        resp.status = (
+            falcon.HTTP_202
+            if counts[Status.REJECTED] == 0 and counts[Status.CONFLICT] == 0
+            else falcon.HTTP_207
+        )
+        resp.data = orjson.dumps(
+            {
+                "accepted": counts[Status.ACCEPTED],
+                "duplicates": counts[Status.DUPLICATE],
+                "conflicts": counts[Status.CONFLICT],
+                "rejected": counts[Status.REJECTED],
+                "position": max(positions, default=None),
+                "items": [{"index": i, **outcome_body(o)} for i, o in enumerate(outcomes)],
+            }
+        )

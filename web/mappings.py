@@ -1,0 +1,27 @@
+"""``POST /v1/mappings``: which meter feeds which vehicle, from ``effectiveFrom`` on."""
+
+from __future__ import annotations
+
+import falcon
+
+from commands.mapping import create_mapping
+from web.bodies import JSON, media_type, parse_json, read_body
+from web.context import Dependencies, request_metadata
+from web.ingest import single_answer
+
+
+class MappingsResource:
+    def __init__(self, deps: Dependencies) -> None:
+        self._deps = deps
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        media_type(req, {JSON})
+        body = parse_json(read_body(req, self._deps.limits.max_body_bytes))
+        outcome, _ = create_mapping(
+            body,
+            store=self._deps.store,
+            clock=self._deps.clock,
+            rules=self._deps.rules,
+            metadata=request_metadata(req),
+        )
+        single_answer(outcome, resp, "mapping")
