@@ -224,12 +224,19 @@ def migrate() -> None:
     """Apply pending schema migrations (safe to run twice, and from two processes at once)."""
     settings = Settings.from_env()
     applied = migrations.migrate(settings.require_database_url())
-    click.echo(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else ""))
+    click.echo(
+        f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else "")
+    )
 
 
 @cli.command()
 @click.option("--bind", default=None, help="HOST:PORT to listen on [ENERGY_BIND, 127.0.0.1:3000]")
-@click.option("--workers", type=click.IntRange(min=1), default=None, help="worker processes [ENERGY_WORKERS, CPU count]")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="worker processes [ENERGY_WORKERS, CPU count]",
+)
 def serve(bind: str | None, workers: int | None) -> None:
     """Run the HTTP API under gunicorn (the database must already be migrated)."""
     settings = Settings.from_env()
@@ -241,7 +248,12 @@ def serve(bind: str | None, workers: int | None) -> None:
 
 @cli.command()
 @click.option("--bind", default=None, help="HOST:PORT to listen on [ENERGY_BIND, 127.0.0.1:3000]")
-@click.option("--workers", type=click.IntRange(min=1), default=None, help="worker processes [ENERGY_WORKERS, CPU count]")
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="worker processes [ENERGY_WORKERS, CPU count]",
+)
 def up(bind: str | None, workers: int | None) -> None:
     """Everything on one machine: database (embedded unless DATABASE_URL), migrations, API."""
     settings = Settings.from_env()
@@ -253,9 +265,7 @@ def up(bind: str | None, workers: int | None) -> None:
     applied = migrations.migrate(settings.require_database_url())
     click.echo(f"migrations: {len(applied)} applied, schema up to date")
     bind = bind or settings.bind
-    click.echo(
-        f"API on http://{bind}  (try: curl http://{bind}/health, http://{bind}/ready)"
-    )
+    click.echo(f"API on http://{bind}  (try: curl http://{bind}/health, http://{bind}/ready)")
     run_gunicorn(gunicorn_options(settings, bind=bind, workers=workers or settings.workers))
 
 

@@ -106,12 +106,13 @@ _CONVERTER = _build_converter()
 
 def _errors_of(exc: BaseException) -> list[WireError]:
     if isinstance(exc, ForbiddenExtraKeysError):
-        return [WireError(field=key, message="is not a known field") for key in sorted(exc.extra_fields)]
+        return [
+            WireError(field=key, message="is not a known field") for key in sorted(exc.extra_fields)
+        ]
     if isinstance(exc, ClassValidationError):
         with_notes, without = exc.group_exceptions()
         errors = [
-            WireError(field=camel(note.name), message=_message(inner))
-            for inner, note in with_notes
+            WireError(field=camel(note.name), message=_message(inner)) for inner, note in with_notes
         ]
         for inner in without:
             errors.extend(_errors_of(inner))
@@ -157,4 +158,3 @@ def reading_command(value: object) -> RecordMeterReading | RecordVehicleReading:
 def wire_errors(errors: tuple[FieldError, ...]) -> list[WireError]:
     """Domain rule violations renamed to the client's field names."""
     return [WireError(field=camel(e.field), message=e.message) for e in errors]
-

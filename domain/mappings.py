@@ -28,7 +28,7 @@ class MapVehicleToMeter:
 
 @frozen(kw_only=True)
 class VehicleMeterMapped:
-    """From ``effective_from`` on, ``meter_id`` measures the grid side of ``vehicle_id``'s charging."""
+    """From ``effective_from`` on, ``meter_id`` measures the grid side of ``vehicle_id``."""
 
     vehicle_id: str
     meter_id: str
@@ -69,7 +69,7 @@ def map_vehicle_to_meter(
 
 
 def mapping_event_id(event: VehicleMeterMapped) -> uuid.UUID:
-    """Deterministic: posting the same mapping with the same ``effectiveFrom`` twice is a duplicate."""
+    """Deterministic: one mapping posted twice with one ``effectiveFrom`` is a duplicate."""
     micros = epoch_micros(event.effective_from)
     return uuid.uuid5(EVENT_NAMESPACE, f"mapping/{event.vehicle_id}/{event.meter_id}/{micros}")
 
@@ -116,7 +116,9 @@ def apply_mapping(
     return kept
 
 
-def vehicle_of_meter(periods: Iterable[MappingPeriod], meter_id: str, moment: datetime) -> str | None:
+def vehicle_of_meter(
+    periods: Iterable[MappingPeriod], meter_id: str, moment: datetime
+) -> str | None:
     """The vehicle a meter fed at ``moment``, if any."""
     for period in periods:
         if period.meter_id == meter_id and period.covers(moment):

@@ -46,7 +46,7 @@ class RecordVehicleReading:
 
 @frozen(kw_only=True)
 class MeterReadingRecorded:
-    """A meter measured ``kwh_consumed_ac`` drawn from the grid in the interval ending at ``timestamp``."""
+    """A meter drew ``kwh_consumed_ac`` from the grid in the interval ending at ``timestamp``."""
 
     meter_id: str
     kwh_consumed_ac: float
@@ -56,7 +56,7 @@ class MeterReadingRecorded:
 
 @frozen(kw_only=True)
 class VehicleReadingRecorded:
-    """A vehicle took ``kwh_delivered_dc`` into its battery in the interval ending at ``timestamp``."""
+    """A battery took in ``kwh_delivered_dc`` in the interval ending at ``timestamp``."""
 
     vehicle_id: str
     soc: float

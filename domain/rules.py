@@ -61,7 +61,9 @@ def check_range(
     field: str, value: float, low: float, high: float, unit: str, errors: list[FieldError]
 ) -> None:
     if not (math.isfinite(value) and low <= value <= high):
-        errors.append(FieldError(field=field, message=f"must be between {low:g} and {high:g} {unit}"))
+        errors.append(
+            FieldError(field=field, message=f"must be between {low:g} and {high:g} {unit}")
+        )
 
 
 def check_time(
@@ -76,5 +78,7 @@ def check_time(
         )
     elif value < rules.earliest:
         errors.append(
-            FieldError(field=field, message=f"is before the earliest accepted {rules.earliest.isoformat()}")
+            FieldError(
+                field=field, message=f"is before the earliest accepted {rules.earliest.isoformat()}"
+            )
         )

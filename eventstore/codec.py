@@ -37,7 +37,9 @@ def _payload_converter(types: Mapping[type, tuple[str, int]]) -> Converter:
     converter.register_unstructure_hook(uuid.UUID, str)
     converter.register_structure_hook(uuid.UUID, lambda value, _: uuid.UUID(value))
     for cls in types:
-        renames = {a.name: override(rename=camel(a.name)) for a in attrs.fields(cls)}
+        renames: dict[str, Any] = {
+            a.name: override(rename=camel(a.name)) for a in attrs.fields(cls)
+        }
         converter.register_unstructure_hook(
             cls, make_dict_unstructure_fn(cls, converter, **renames)
         )

@@ -180,7 +180,9 @@ class EventStore:
         with translated_errors(), self._pool.connection() as conn:
             return read_after(conn, after, limit)
 
-    def read_stream(self, stream_id: str, *, after: int = 0, limit: int = 1000) -> list[StoredEvent]:
+    def read_stream(
+        self, stream_id: str, *, after: int = 0, limit: int = 1000
+    ) -> list[StoredEvent]:
         """One stream's events in position order (a stream is written by one device)."""
         with translated_errors(), self._pool.connection() as conn:
             cursor = conn.cursor(row_factory=tuple_row)

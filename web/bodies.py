@@ -57,7 +57,9 @@ def parse_json(data: bytes) -> object:
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        raise Problem(400, "malformed", "Bad Request", f"The body is not valid JSON: {exc}") from exc
+        raise Problem(
+            400, "malformed", "Bad Request", f"The body is not valid JSON: {exc}"
+        ) from exc
 
 
 def parse_ndjson(data: bytes) -> list[object]:

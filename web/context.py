@@ -43,7 +43,7 @@ def request_metadata(req: falcon.Request) -> dict[str, Any]:
 
 
 class RequestIdMiddleware:
-    """Echo the caller's ``X-Request-Id`` (or a new one) so a request can be traced to its events."""
+    """Echo the caller's ``X-Request-Id`` (or a new one): a request traces to its events."""
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         given = req.get_header(REQUEST_ID)

@@ -10,7 +10,15 @@ import orjson
 from commands.ingest import ingest
 from commands.outcomes import Outcome, Status
 from commands.payloads import WireError
-from web.bodies import JSON, NDJSON_TYPES, Malformed, media_type, parse_json, parse_ndjson, read_body
+from web.bodies import (
+    JSON,
+    NDJSON_TYPES,
+    Malformed,
+    media_type,
+    parse_json,
+    parse_ndjson,
+    read_body,
+)
 from web.context import Dependencies, request_metadata
 from web.problems import Problem, validation_problem
 
@@ -92,10 +100,12 @@ class IngestResource:
             for item in items
         ]
         parsed = [i for i, slot in enumerate(slots) if slot is None]
-        for index, outcome in zip(parsed, self._ingest(req, [items[i] for i in parsed]), strict=True):
+        for index, outcome in zip(
+            parsed, self._ingest(req, [items[i] for i in parsed]), strict=True
+        ):
             slots[index] = outcome
         outcomes = [slot for slot in slots if slot is not None]
-        counts = {status: 0 for status in Status}
+        counts = dict.fromkeys(Status, 0)
         for outcome in outcomes:
             counts[outcome.status] += 1
         positions = [o.position for o in outcomes if o.position is not None]

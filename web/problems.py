@@ -52,7 +52,9 @@ class Problem(Exception):
         return body
 
 
-def validation_problem(errors: Sequence[WireError], detail: str = "The request is not valid.") -> Problem:
+def validation_problem(
+    errors: Sequence[WireError], detail: str = "The request is not valid."
+) -> Problem:
     return Problem(422, "validation", "Unprocessable Content", detail, errors=errors)
 
 
@@ -100,7 +102,9 @@ def handle_http_error(
     _respond(resp, problem)
 
 
-def handle_unexpected(req: falcon.Request, resp: falcon.Response, exc: Exception, params: Any) -> None:
+def handle_unexpected(
+    req: falcon.Request, resp: falcon.Response, exc: Exception, params: Any
+) -> None:
     # Anything reaching here is our bug, not the client's: log it whole, answer plainly.
     log.exception("unhandled error on %s %s", req.method, req.path)
     _respond(

@@ -1,0 +1,1 @@
+"""Read-side SQL over the read models, returning frozen view types."""
