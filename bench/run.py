@@ -1,0 +1,469 @@
+"""The standard benchmark: a fresh database, a server of its own, a list of named steps.
+
+``python -m bench.run`` creates a database on the given PostgreSQL server, migrates it,
+starts ``python -m main serve`` on a free loopback port, waits for ``/ready`` and runs the
+steps of ``STEPS`` in order: the no-op ceiling (``GET /health`` at 64 clients), single-reading
+ingest at 8 and 64 clients, and batched ingest of 1,000 readings per request. Every write step
+is verified against the database (no acknowledged reading lost or stored twice). The results
+go to ``bench/results/latest.json`` and a short Markdown table in ``latest.md``.
+
+To add a step (projection catch-up, analytics queries), append a ``Step`` to ``STEPS``: it
+gets the ``Context`` (server URL, database URL, sizes) and returns a JSON-ready dict. Figures
+shaped like ``loadgen``'s (``requests_per_s``, ``latency_ms``...) get a row of the Markdown
+table; any other step is listed under it with its description.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+import migrations
+from bench import loadgen, seed
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+CREATE_DATABASE = sql.SQL("CREATE DATABASE {name}")
+DROP_DATABASE = sql.SQL("DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+SERVER_VERSION = "SHOW server_version"
+EVENTS_BY_TYPE = "SELECT event_type, count(*) FROM events GROUP BY event_type ORDER BY 1"
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much each step does: a time bound, and optional count bounds per kind of step."""
+
+    duration_s: float = 15.0
+    meters: int = 100
+    vehicles: int = 100
+    batch_size: int = 1000
+    batch_clients: int = 4
+    health_requests: int | None = None
+    single_readings: int | None = None
+    batch_readings: int | None = None
+    warmup_readings: int = 2000
+
+
+SMOKE = Sizes(
+    duration_s=3.0,
+    meters=4,
+    vehicles=4,
+    batch_clients=2,
+    health_requests=300,
+    single_readings=120,
+    batch_readings=2500,
+    warmup_readings=0,
+)
+
+
+@dataclass(frozen=True)
+class Server:
+    """A running API server: its base URL and the gunicorn master's process id."""
+
+    url: str
+    pid: int
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a step is given: the running server, its database and the run's sizes."""
+
+    url: str
+    database_url: str
+    sizes: Sizes
+
+
+@dataclass(frozen=True)
+class Step:
+    """A named benchmark step; ``run`` returns its figures as a JSON-ready dict."""
+
+    name: str
+    description: str
+    run: Callable[[Context], dict[str, Any]]
+
+
+def load_step(name: str, description: str, mode: str, clients: int | None = None) -> Step:
+    """A step driving ``loadgen`` in ``mode``; ``clients=None`` means the batch clients size."""
+
+    def run(ctx: Context) -> dict[str, Any]:
+        sizes = ctx.sizes
+        bound = {
+            "health": {"requests": sizes.health_requests},
+            "single": {"readings": sizes.single_readings},
+            "batch": {"readings": sizes.batch_readings},
+        }[mode]
+        config = loadgen.Config(
+            url=ctx.url,
+            mode=mode,
+            concurrency=clients or sizes.batch_clients,
+            batch_size=sizes.batch_size,
+            meters=sizes.meters,
+            vehicles=sizes.vehicles,
+            prefix=f"{name}-",
+            duration_s=sizes.duration_s,
+            **bound,
+        )
+        return loadgen.run(config, None if mode == "health" else ctx.database_url)
+
+    return Step(name, description, run)
+
+
+STEPS: list[Step] = [
+    load_step("health-64", "GET /health at 64 clients: the no-op ceiling", "health", 64),
+    load_step("single-8", "one reading per request, 8 clients", "single", 8),
+    load_step("single-64", "one reading per request, 64 clients", "single", 64),
+    load_step("batch-1000", "JSON arrays of 1,000 readings", "batch"),
+    # Hooks: projection catch-up and analytics-query steps are appended here.
+]
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback interface right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def fresh_database(admin_dsn: str, keep: bool = False) -> Iterator[str]:
+    """A new, migrated database on ``admin_dsn``'s server, dropped afterwards unless ``keep``."""
+    dbname = f"energy_bench_{secrets.token_hex(6)}"
+    name = sql.Identifier(dbname)
+    with psycopg.connect(admin_dsn, autocommit=True) as conn:
+        conn.execute(CREATE_DATABASE.format(name=name))
+    url = make_conninfo(admin_dsn, dbname=dbname)
+    try:
+        migrations.migrate(url)
+        yield url
+    finally:
+        if not keep:
+            with psycopg.connect(admin_dsn, autocommit=True) as conn:
+                conn.execute(DROP_DATABASE.format(name=name))
+
+
+@contextmanager
+def server(database_url: str, workers: int, timeout_s: float = 30.0) -> Iterator[Server]:
+    """``python -m main serve`` on a free port of its own, yielded once it is ready."""
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": database_url, "ENERGY_LOG_LEVEL": "warning"}
+    command = [sys.executable, "-m", "main", "serve", "--bind", f"127.0.0.1:{port}"]
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(
+            [*command, "--workers", str(workers)], cwd=ROOT, env=env, stdout=log, stderr=log
+        )
+        try:
+            url = f"http://127.0.0.1:{port}"
+            _wait_ready(url, process, timeout_s, log)
+            yield Server(url, process.pid)
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float, log: Any) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            break
+        try:
+            with urllib.request.urlopen(f"{url}/ready", timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.1)
+    log.seek(0)
+    tail = log.read()[-4000:].decode(errors="replace")
+    raise RuntimeError(f"the server at {url} did not become ready:\n{tail}")
+
+
+def host_facts(database_url: str) -> dict[str, Any]:
+    """Where the figures come from: machine, Python, PostgreSQL and commit."""
+    with psycopg.connect(database_url) as conn:
+        row = conn.execute(SERVER_VERSION).fetchone()
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    return {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "postgresql": row[0] if row else None,
+        "commit": commit or None,
+    }
+
+
+def cpu_seconds(server_pid: int, dbname: str) -> dict[str, float]:
+    """CPU seconds used so far by the server (master and workers) and the database's backends.
+
+    Read from ``/proc``: Linux only, and the database counts only when it runs on this
+    machine (a backend is a process whose title names the database).
+    """
+    tick = os.sysconf("SC_CLK_TCK")
+    used = {"server": 0.0, "database": 0.0}
+    marker = f" {dbname} ".encode()
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            stat = (entry / "stat").read_text()
+            title = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        seconds = (int(fields[11]) + int(fields[12])) / tick
+        if server_pid in (int(entry.name), int(fields[1])):
+            used["server"] += seconds
+        elif title.startswith(b"postgres: ") and marker in title:
+            used["database"] += seconds
+    return used
+
+
+def cpu_per_request(
+    before: dict[str, float], after: dict[str, float], figures: dict[str, Any]
+) -> dict[str, float]:
+    """CPU milliseconds per request of the server, the database and the load generator."""
+    requests = figures.get("requests") or 0
+    if not requests:
+        return {}
+    client = figures.get("client_cpu_share", 0.0) * figures.get("elapsed_s", 0.0)
+    used = {name: after[name] - before[name] for name in after} | {"client": client}
+    return {name: round(seconds * 1000 / requests, 3) for name, seconds in used.items()}
+
+
+def events_by_type(database_url: str) -> dict[str, int]:
+    """How many events of each type the database holds."""
+    with psycopg.connect(database_url) as conn:
+        return dict(conn.execute(EVENTS_BY_TYPE).fetchall())
+
+
+def run_suite(
+    *,
+    admin_dsn: str = ADMIN_DSN,
+    database_url: str | None = None,
+    keep_database: bool = False,
+    workers: int = 2,
+    sizes: Sizes = Sizes(),
+    steps: list[Step] | None = None,
+    seed_days: float = 0.0,
+    echo: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run ``steps`` (default ``STEPS``) against a server of their own; the results."""
+    steps = STEPS if steps is None else steps
+    with _database(admin_dsn, database_url, keep_database) as url:
+        result: dict[str, Any] = {
+            "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "host": host_facts(url),
+            "server": {"workers": workers, "threads": int(os.environ.get("ENERGY_THREADS", 8))},
+            "sizes": asdict(sizes),
+            "seed": None,
+            "steps": {},
+        }
+        if seed_days > 0:
+            result["seed"] = seed.seed(
+                url,
+                meters=sizes.meters,
+                vehicles=sizes.vehicles,
+                days=seed_days,
+                prefix="seed-",
+                jobs=os.cpu_count() or 1,
+            )
+            echo(f"seed: {result['seed']['events']} events, {result['seed']['events_per_s']}/s")
+        dbname = conninfo_to_dict(url).get("dbname", "")
+        with server(url, workers) as running:
+            if sizes.warmup_readings:
+                _warm_up(running.url, sizes)
+            for step in steps:
+                before = cpu_seconds(running.pid, dbname)
+                figures = step.run(Context(url=running.url, database_url=url, sizes=sizes))
+                figures["cpu_ms_per_request"] = cpu_per_request(
+                    before, cpu_seconds(running.pid, dbname), figures
+                )
+                result["steps"][step.name] = {"description": step.description, **figures}
+                echo(loadgen.describe(step.name, figures))
+        result["events_by_type"] = events_by_type(url)
+        if keep_database:
+            echo(f"database kept: {url}")
+        result["ceiling_ratio"] = ceiling_ratio(result["steps"])
+    return result
+
+
+@contextmanager
+def _database(admin_dsn: str, database_url: str | None, keep: bool) -> Iterator[str]:
+    if database_url is not None:
+        migrations.migrate(database_url)
+        yield database_url
+        return
+    with fresh_database(admin_dsn, keep) as url:
+        yield url
+
+
+def _warm_up(base: str, sizes: Sizes) -> None:
+    """Open the workers' pool connections before anything is measured (not reported)."""
+    config = loadgen.Config(
+        url=base,
+        concurrency=16,
+        meters=sizes.meters,
+        vehicles=sizes.vehicles,
+        prefix="warmup-",
+        readings=sizes.warmup_readings,
+        duration_s=10.0,
+    )
+    loadgen.run(config)
+
+
+def ceiling_ratio(steps: dict[str, Any]) -> dict[str, float]:
+    """Each write step's readings/s over the ``GET /health`` requests/s (the no-op ceiling).
+
+    For one reading per request it is the share of the ceiling the write path leaves; for
+    batches it shows how many readings a batch stores in the time of one no-op request.
+    """
+    ceiling = steps.get("health-64", {}).get("requests_per_s")
+    if not ceiling:
+        return {}
+    return {
+        name: round(figures["readings_per_s"] / ceiling, 3)
+        for name, figures in steps.items()
+        if name != "health-64" and "readings_per_s" in figures
+    }
+
+
+def markdown(result: dict[str, Any]) -> str:
+    """A short Markdown report: one table row per step."""
+    host = result["host"]
+    lines = [
+        f"# Benchmark {result['started_at']}",
+        "",
+        f"{host['cpus']} CPUs, Python {host['python']}, PostgreSQL {host['postgresql']}, "
+        f"commit {host['commit']}; server: {result['server']['workers']} workers x "
+        f"{result['server']['threads']} threads; {result['sizes']['duration_s']} s per step.",
+        "",
+        "| step | clients | req/s | readings/s | p50 ms | p95 ms | p99 ms | max ms "
+        "| errors | lost/doubled | readings/s vs /health req/s | CPU ms/req server/db/client |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---|",
+    ]
+    others = []
+    for name, figures in result["steps"].items():
+        if "latency_ms" not in figures or "config" not in figures:
+            others.append(f"- {name}: {figures.get('description', '')} (see latest.json)")
+            continue
+        lat, check = figures["latency_ms"], figures.get("verify")
+        ratio = result["ceiling_ratio"].get(name)
+        verified = f"{check['lost']}/{check['doubled']}" if check else "-"
+        share = f"{ratio:.0%}" if ratio is not None else "-"
+        cpu = figures.get("cpu_ms_per_request") or {}
+        cpu_text = "/".join(f"{cpu[k]:.2f}" for k in ("server", "database", "client") if k in cpu)
+        lines.append(
+            f"| {name} | {figures['config']['concurrency']} | {figures['requests_per_s']:.0f} "
+            f"| {figures['readings_per_s']:.0f} | {lat['p50']} | {lat['p95']} | {lat['p99']} "
+            f"| {lat['max']} | {_errors(figures['errors'])} | {verified} | {share} "
+            f"| {cpu_text or '-'} |"
+        )
+    if others:
+        lines += ["", *others]
+    if result["seed"]:
+        seeded = result["seed"]
+        lines.append(
+            f"\nSeeded first: {seeded['events']} events by COPY, {seeded['events_per_s']:.0f}/s."
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _errors(errors: dict[str, int]) -> str:
+    return ", ".join(f"{status}: {count}" for status, count in errors.items()) or "0"
+
+
+def write_results(result: dict[str, Any], folder: Path) -> tuple[Path, Path]:
+    """Write ``latest.json`` and ``latest.md`` into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    as_json, as_md = folder / "latest.json", folder / "latest.md"
+    as_json.write_text(json.dumps(result, indent=2) + "\n")
+    as_md.write_text(markdown(result))
+    return as_json, as_md
+
+
+@click.command()
+@click.option("--admin-dsn", default=ADMIN_DSN, show_default=True, help="Server to create on.")
+@click.option("--database-url", default=None, help="Use this database instead (not dropped).")
+@click.option("--keep-database", is_flag=True, help="Do not drop the fresh database at the end.")
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--duration", type=click.FloatRange(min=0.1), default=None, help="Seconds/step.")
+@click.option("--meters", type=click.IntRange(min=1), default=None)
+@click.option("--vehicles", type=click.IntRange(min=1), default=None)
+@click.option("--batch-clients", type=click.IntRange(min=1), default=None)
+@click.option("--seed-days", type=click.FloatRange(min=0), default=0.0, help="History first.")
+@click.option("--steps", "names", default=None, help="Comma-separated step names [all].")
+@click.option("--smoke", is_flag=True, help="Tiny sizes: a few seconds in all.")
+@click.option("--out", type=click.Path(path_type=Path), default=RESULTS, show_default=True)
+def cli(
+    admin_dsn: str,
+    database_url: str | None,
+    keep_database: bool,
+    workers: int,
+    duration: float | None,
+    meters: int | None,
+    vehicles: int | None,
+    batch_clients: int | None,
+    seed_days: float,
+    names: str | None,
+    smoke: bool,
+    out: Path,
+) -> None:
+    """Run the standard benchmark steps against a fresh server; write latest.json/.md."""
+    changes = {
+        "duration_s": duration,
+        "meters": meters,
+        "vehicles": vehicles,
+        "batch_clients": batch_clients,
+    }
+    sizes = replace(SMOKE if smoke else Sizes(), **{k: v for k, v in changes.items() if v})
+    steps = STEPS
+    if names:
+        wanted = [name.strip() for name in names.split(",")]
+        unknown = set(wanted) - {step.name for step in STEPS}
+        if unknown:
+            raise click.BadParameter(f"unknown steps {sorted(unknown)}", param_hint="--steps")
+        steps = [step for step in STEPS if step.name in wanted]
+    result = run_suite(
+        admin_dsn=admin_dsn,
+        database_url=database_url,
+        keep_database=keep_database,
+        workers=workers,
+        sizes=sizes,
+        steps=steps,
+        seed_days=seed_days,
+        echo=click.echo,
+    )
+    for path in write_results(result, out):
+        click.echo(f"wrote {path}")
+    checks = [s["verify"] for s in result["steps"].values() if s.get("verify")]
+    if any(check["lost"] or check["doubled"] for check in checks):
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    cli()

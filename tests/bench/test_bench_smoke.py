@@ -1,0 +1,136 @@
+"""The benchmark scripts, run through their CLIs with tiny sizes so that they never rot.
+
+Only behaviour is asserted (nothing acknowledged is lost or doubled, the figures agree with
+the database, seeded rows are what the API stores), never timings.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from click.testing import CliRunner
+from psycopg_pool import ConnectionPool
+
+from bench import loadgen, run, seed
+from commands.ingest import ingest
+from commands.mapping import create_mapping
+from commands.outcomes import Status
+from domain.rules import TimeRules
+from eventstore import EventStore
+from tests.databases import Databases
+
+READINGS_BY_TYPE = """
+SELECT event_type, count(*) FROM events GROUP BY event_type
+"""
+PAYLOADS = "SELECT event_id, event_type, payload FROM events ORDER BY position"
+
+
+def counts(url: str) -> dict[str, int]:
+    with psycopg.connect(url) as conn:
+        return dict(conn.execute(READINGS_BY_TYPE).fetchall())
+
+
+def invoke(command: Any, *args: str) -> str:
+    outcome = CliRunner().invoke(command, list(args), catch_exceptions=False)
+    assert outcome.exit_code == 0, outcome.output
+    return outcome.output
+
+
+def test_the_standard_run_stores_every_acknowledged_reading_once(
+    databases: Databases, tmp_path: Path
+) -> None:
+    url = databases.create()
+    invoke(run.cli, "--smoke", "--database-url", url, "--workers", "1", "--out", str(tmp_path))
+
+    result = json.loads((tmp_path / "latest.json").read_text())
+    assert list(result["steps"]) == [step.name for step in run.STEPS]
+    health = result["steps"]["health-64"]
+    assert health["statuses"] == {"200": health["requests"]} and health["requests"] > 0
+    writes = [figures for figures in result["steps"].values() if figures["verify"]]
+    assert len(writes) == 3
+    for figures in writes:
+        assert figures["verify"]["lost"] == 0 and figures["verify"]["doubled"] == 0
+        assert figures["errors"] == {}
+        assert figures["accepted_twice"] == 0 and figures["duplicate_mismatches"] == 0
+        sent, items = figures["sent"], figures["items"]
+        assert items.get("accepted", 0) == sent.get("fresh", 0) + sent.get("late", 0) > 0
+        assert items.get("duplicate", 0) == sent.get("duplicate", 0)
+        assert sum(sent.values()) == figures["readings"]
+        pairs = min(figures["config"]["meters"], figures["config"]["vehicles"])
+        assert figures["mappings"] == {"accepted": pairs}
+        assert figures["verify"]["checked"] == items["accepted"] + pairs
+
+    stored = counts(url)
+    accepted = sum(figures["items"]["accepted"] for figures in writes)
+    readings = stored["MeterReadingRecorded"] + stored["VehicleReadingRecorded"]
+    assert readings == accepted
+    assert result["events_by_type"] == stored
+    table = (tmp_path / "latest.md").read_text()
+    assert all(f"| {name} |" in table for name in result["steps"])
+
+
+def test_ndjson_batches_are_verified_against_the_database(
+    databases: Databases, tmp_path: Path
+) -> None:
+    url = databases.create()
+    out = tmp_path / "ndjson.json"
+    with run.server(url, workers=1) as running:
+        invoke(
+            loadgen.cli,
+            *("--url", running.url, "--mode", "batch", "--ndjson", "--batch-size", "50"),
+            *("--meters", "3", "--vehicles", "2", "--readings", "400", "--duplicates", "0.1"),
+            *("--late", "0.2", "--verify-dsn", url, "--json", str(out)),
+        )
+    result = json.loads(out.read_text())
+    assert result["readings"] == 400 and result["requests"] == 8
+    assert result["verify"] == {"checked": result["items"]["accepted"] + 2, "lost": 0, "doubled": 0}
+    assert result["sent"]["late"] > 0
+    stored = counts(url)
+    assert (
+        stored["MeterReadingRecorded"] + stored["VehicleReadingRecorded"]
+        == (result["items"]["accepted"])
+    )
+
+
+def test_seeded_events_are_exactly_what_the_api_would_store(databases: Databases) -> None:
+    url = databases.create()
+    output = invoke(
+        seed.cli,
+        *("--dsn", url, "--meters", "3", "--vehicles", "2", "--days", "0.25"),
+        *("--interval-seconds", "900", "--end", "2026-01-02T00:00:00Z", "--jobs", "2"),
+    )
+    ticks = 6 * 3600 // 900
+    assert output.startswith(f"{2 + 5 * ticks} events (2 mappings")
+    assert counts(url) == {
+        "VehicleMeterMapped": 2,
+        "MeterReadingRecorded": 3 * ticks,
+        "VehicleReadingRecorded": 2 * ticks,
+    }
+
+    # Sent again through the ingest and mapping commands, every seeded event is a duplicate
+    # of itself: same id, same payload.
+    with ConnectionPool(url, min_size=1, max_size=2, open=True) as pool:
+        with pool.connection() as conn:
+            rows = conn.execute(PAYLOADS).fetchall()
+        store, clock = EventStore(pool), lambda: datetime.now(UTC)
+        readings = [(event_id, payload) for event_id, kind, payload in rows if "Reading" in kind]
+        outcomes = ingest(
+            [payload for _, payload in readings],
+            store=store,
+            clock=clock,
+            rules=TimeRules(),
+            metadata={},
+        )
+        assert [(o.status, o.event_id) for o in outcomes] == [
+            (Status.DUPLICATE, event_id) for event_id, _ in readings
+        ]
+        for event_id, kind, payload in rows:
+            if kind == "VehicleMeterMapped":
+                outcome, _ = create_mapping(
+                    payload, store=store, clock=clock, rules=TimeRules(), metadata={}
+                )
+                assert (outcome.status, outcome.event_id) == (Status.DUPLICATE, event_id)
