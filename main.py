@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import subprocess
+import sys
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,6 +25,10 @@ from psycopg_pool import ConnectionPool
 import migrations
 from domain.rules import TimeRules
 from eventstore import EventStore
+from projections.catalogue import ALL as ALL_PROJECTIONS
+from projections.catalogue import BY_NAME as PROJECTIONS
+from projections.runtime import Projector
+from projections.status import PROJECTOR_APPLICATION, projector_sessions, statuses
 from web.app import create_app
 from web.context import Dependencies, Limits, Readiness
 
@@ -66,6 +74,9 @@ class Settings:
     earliest_reading: datetime
     future_tolerance_s: int
     log_level: str
+    projector_batch_size: int
+    projector_poll_seconds: float
+    projector_linger_seconds: float
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -86,6 +97,9 @@ class Settings:
             ),
             future_tolerance_s=_env_int("ENERGY_FUTURE_TOLERANCE_SECONDS", 300),
             log_level=os.environ.get("ENERGY_LOG_LEVEL", "info"),
+            projector_batch_size=_env_int("ENERGY_PROJECTOR_BATCH_SIZE", 5000),
+            projector_poll_seconds=_env_int("ENERGY_PROJECTOR_POLL_MS", 1000) / 1000,
+            projector_linger_seconds=_env_int("ENERGY_PROJECTOR_LINGER_MS", 20) / 1000,
         )
 
     @property
@@ -201,6 +215,8 @@ def start_embedded_database(data_dir: Path) -> str:
     """Start (or reuse) the embedded PostgreSQL in ``data_dir``; return its URL."""
     import pgserver
 
+    # pgserver narrates every pg_ctl call at INFO; its failures still come through.
+    logging.getLogger("pgserver").setLevel(logging.WARNING)
     data_dir.mkdir(parents=True, exist_ok=True)
     server = pgserver.get_server(data_dir.resolve() / "pgdata", cleanup_mode="stop")
     url: str = server.get_uri()
@@ -220,9 +236,17 @@ def cli() -> None:
 
 
 @cli.command()
-def migrate() -> None:
+@click.option("--check", is_flag=True, help="apply nothing; exit 1 if any migration is pending")
+def migrate(check: bool) -> None:
     """Apply pending schema migrations (safe to run twice, and from two processes at once)."""
     settings = Settings.from_env()
+    if check:
+        with psycopg.connect(settings.require_database_url(), connect_timeout=5) as conn:
+            waiting = migrations.pending(conn)
+        click.echo(
+            f"{len(waiting)} migration(s) pending" + (": " + ", ".join(waiting) if waiting else "")
+        )
+        raise SystemExit(1 if waiting else 0)
     applied = migrations.migrate(settings.require_database_url())
     click.echo(
         f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else "")
@@ -247,6 +271,98 @@ def serve(bind: str | None, workers: int | None) -> None:
 
 
 @cli.command()
+@click.option(
+    "--only",
+    multiple=True,
+    type=click.Choice(sorted(PROJECTIONS)),
+    help="run only these projections (repeatable); default: all",
+)
+def project(only: tuple[str, ...]) -> None:
+    """Run the projectors: keep every read model up to date with the event log."""
+    settings = Settings.from_env()
+    url = settings.require_database_url()
+    chosen = [PROJECTIONS[name] for name in only] or list(ALL_PROJECTIONS)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    log.info("projecting %s", ", ".join(p.name for p in chosen))
+    Projector(
+        lambda: psycopg.connect(url, application_name=PROJECTOR_APPLICATION),
+        chosen,
+        batch_size=settings.projector_batch_size,
+        poll_interval=settings.projector_poll_seconds,
+        linger=settings.projector_linger_seconds,
+    ).run(stop)
+    log.info("projector stopped")
+
+
+@cli.group()
+def projections() -> None:
+    """Inspect the projections (the read models built from the event log)."""
+
+
+@projections.command("status")
+@click.option(
+    "--check",
+    is_flag=True,
+    help="exit 1 unless a projector is attached (for health checks)",
+)
+def projections_status(check: bool) -> None:
+    """Each projection's checkpoint and how many events it has yet to apply."""
+    url = Settings.from_env().require_database_url()
+    with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
+        rows = statuses(conn, ALL_PROJECTIONS)
+        sessions = projector_sessions(conn)
+    for row in rows:
+        state = "caught up" if row.caught_up else f"{row.behind} events behind"
+        click.echo(
+            f"{row.name:<20} position {row.checkpoint.position:>12}  {state:<24}"
+            f" updated {row.updated_at.isoformat(timespec='seconds')}"
+        )
+    click.echo(f"projector sessions attached: {sessions}")
+    if check and sessions == 0:
+        raise SystemExit(1)
+
+
+class Supervised:
+    """A child process kept running: restarted (after a pause) whenever it exits unbidden.
+
+    The child gets a session of its own, so a Ctrl-C meant for the API does not reach it:
+    it stops when ``stop`` says so, after the API has drained.
+    """
+
+    def __init__(self, command: list[str], name: str) -> None:
+        self._command, self._name = command, name
+        self._stopping = threading.Event()
+        self._process = self._start()
+        self._thread = threading.Thread(target=self._watch, name=f"watch-{name}", daemon=True)
+        self._thread.start()
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid
+
+    def _watch(self) -> None:
+        while not self._stopping.is_set():
+            code = self._process.wait()
+            if self._stopping.wait(2.0):
+                return
+            log.warning("%s exited with %s; restarting it", self._name, code)
+            self._process = self._start()
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(self._command, start_new_session=True)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stopping.set()
+        self._process.terminate()
+        try:
+            self._process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+
+
+@cli.command()
 @click.option("--bind", default=None, help="HOST:PORT to listen on [ENERGY_BIND, 127.0.0.1:3000]")
 @click.option(
     "--workers",
@@ -255,7 +371,8 @@ def serve(bind: str | None, workers: int | None) -> None:
     help="worker processes [ENERGY_WORKERS, CPU count]",
 )
 def up(bind: str | None, workers: int | None) -> None:
-    """Everything on one machine: database (embedded unless DATABASE_URL), migrations, API."""
+    """Everything on one machine: database (embedded unless DATABASE_URL), migrations,
+    the projector and the API."""
     settings = Settings.from_env()
     if settings.database_url is None:
         url = start_embedded_database(settings.data_dir)
@@ -265,8 +382,13 @@ def up(bind: str | None, workers: int | None) -> None:
     applied = migrations.migrate(settings.require_database_url())
     click.echo(f"migrations: {len(applied)} applied, schema up to date")
     bind = bind or settings.bind
+    projector = Supervised([sys.executable, "-m", "main", "project"], "projector")
+    click.echo(f"projector running (pid {projector.pid}), restarted if it stops")
     click.echo(f"API on http://{bind}  (try: curl http://{bind}/health, http://{bind}/ready)")
-    run_gunicorn(gunicorn_options(settings, bind=bind, workers=workers or settings.workers))
+    try:
+        run_gunicorn(gunicorn_options(settings, bind=bind, workers=workers or settings.workers))
+    finally:
+        projector.stop()
 
 
 if __name__ == "__main__":

@@ -83,6 +83,17 @@ class Databases:
         self._created.append(name)
         return with_database(self.admin, name)
 
+    def clone(self, conninfo: str) -> str:
+        """A copy of the database ``conninfo`` names (nobody may be connected to it)."""
+        name = f"energy_clone_{uuid.uuid4().hex[:12]}"
+        self._execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(database_name(conninfo))
+            )
+        )
+        self._created.append(name)
+        return with_database(self.admin, name)
+
     def create_empty(self) -> str:
         """A new database with no schema at all (for migration tests)."""
         name = f"energy_empty_{uuid.uuid4().hex[:12]}"

@@ -1,0 +1,91 @@
+"""The efficiency answer of one vehicle over a window, from the read models only.
+
+Whole hours come from the hourly rollups and the partial hours at each edge from history
+(see ``migrations/0008_efficiency_rollups.sql``), so the cost does not grow with history and
+the answer is exact. Meter energy counts for the vehicle its meter was mapped to at each
+reading's time, period by period.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import psycopg
+from attrs import frozen
+from psycopg.rows import tuple_row
+
+from domain.efficiency import Window, efficiency_ratio
+
+EFFICIENCY = """
+WITH dc AS (
+    SELECT * FROM vehicle_energy_between(%(vehicle_id)s, %(lo)s, %(hi)s)
+), periods AS (
+    SELECT m.meter_id,
+           greatest(%(lo)s, coalesce(m.valid_from, '-infinity')) AS from_t,
+           least(%(hi)s, coalesce(m.valid_to, 'infinity')) AS to_t
+    FROM vehicle_meter_map m
+    WHERE m.vehicle_id = %(vehicle_id)s
+      AND coalesce(m.valid_from, '-infinity') < %(hi)s
+      AND coalesce(m.valid_to, 'infinity') > %(lo)s
+), ac AS (
+    SELECT array_agg(DISTINCT p.meter_id) AS meter_ids, sum(e.kwh) AS kwh,
+           sum(e.readings) AS readings
+    FROM periods p, LATERAL meter_energy_between(p.meter_id, p.from_t, p.to_t) e
+)
+SELECT EXISTS (SELECT 1 FROM vehicle_live WHERE vehicle_id = %(vehicle_id)s)
+       OR EXISTS (SELECT 1 FROM vehicle_meter_map WHERE vehicle_id = %(vehicle_id)s),
+       dc.kwh, dc.battery_temp_sum, dc.readings, ac.meter_ids, ac.kwh, ac.readings
+FROM dc, ac
+"""
+
+
+@frozen(kw_only=True)
+class Efficiency:
+    vehicle_id: str
+    window: Window
+    meter_ids: tuple[str, ...]
+    dc_kwh: float
+    ac_kwh: float | None
+    efficiency: float | None
+    avg_battery_temp: float | None
+    vehicle_readings: int
+    meter_readings: int
+
+
+def _float(value: Decimal | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def vehicle_efficiency(
+    conn: psycopg.Connection[Any], vehicle_id: str, window: Window
+) -> Efficiency | None:
+    """The answer for ``vehicle_id`` over ``window``; ``None`` for a vehicle never seen."""
+    lo, hi = window.half_open()
+    row = (
+        conn.cursor(row_factory=tuple_row)
+        .execute(EFFICIENCY, {"vehicle_id": vehicle_id, "lo": lo, "hi": hi})
+        .fetchone()
+    )
+    assert row is not None  # an aggregate over FROM dc, ac always yields one row
+    known, dc_kwh, temp_sum, dc_readings, meter_ids, ac_kwh, ac_readings = row
+    if not known:
+        return None
+    dc = float(dc_kwh)
+    ac = _float(ac_kwh)
+    return Efficiency(
+        vehicle_id=vehicle_id,
+        window=window,
+        meter_ids=tuple(sorted(meter_ids or ())),
+        dc_kwh=dc,
+        ac_kwh=ac,
+        efficiency=efficiency_ratio(dc, ac),
+        avg_battery_temp=float(temp_sum) / dc_readings if dc_readings else None,
+        vehicle_readings=int(dc_readings),
+        meter_readings=int(ac_readings or 0),
+    )
+
+
+def window_ending(end: datetime) -> Window:
+    return Window.ending(end)
