@@ -23,14 +23,17 @@ from attrs import frozen
 from psycopg_pool import ConnectionPool
 
 import migrations
+from domain.efficiency import DEFAULT_LOW_THRESHOLD
 from domain.rules import TimeRules
 from eventstore import EventStore
 from projections.catalogue import ALL as ALL_PROJECTIONS
 from projections.catalogue import BY_NAME as PROJECTIONS
+from projections.fleet_efficiency import FleetEfficiencyRefresh
 from projections.runtime import Projector
 from projections.status import PROJECTOR_APPLICATION, projector_sessions, statuses
+from queries.pool import ReadPool
 from web.app import create_app
-from web.context import Dependencies, Limits, Readiness
+from web.context import Dependencies, Limits, Readiness, ReadSettings
 
 log = logging.getLogger("energy")
 
@@ -43,6 +46,16 @@ def _env_int(name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise click.UsageError(f"{name} must be an integer, not {raw!r}") from None
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise click.UsageError(f"{name} must be a number, not {raw!r}") from None
 
 
 def _env_moment(name: str, default: datetime) -> datetime:
@@ -63,6 +76,7 @@ class Settings:
     """Every setting, read from the environment once (the README documents each one)."""
 
     database_url: str | None
+    read_database_url: str | None
     data_dir: Path
     bind: str
     workers: int
@@ -77,6 +91,8 @@ class Settings:
     projector_batch_size: int
     projector_poll_seconds: float
     projector_linger_seconds: float
+    fleet_refresh_seconds: float
+    read: ReadSettings
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -84,6 +100,7 @@ class Settings:
         threads = _env_int("ENERGY_THREADS", 8)
         return cls(
             database_url=os.environ.get("DATABASE_URL") or None,
+            read_database_url=os.environ.get("ENERGY_READ_DATABASE_URL") or None,
             data_dir=Path(os.environ.get("ENERGY_DATA_DIR", ".energy")),
             bind=os.environ.get("ENERGY_BIND", "127.0.0.1:3000"),
             workers=_env_int("ENERGY_WORKERS", cpus),
@@ -100,6 +117,15 @@ class Settings:
             projector_batch_size=_env_int("ENERGY_PROJECTOR_BATCH_SIZE", 5000),
             projector_poll_seconds=_env_int("ENERGY_PROJECTOR_POLL_MS", 1000) / 1000,
             projector_linger_seconds=_env_int("ENERGY_PROJECTOR_LINGER_MS", 20) / 1000,
+            fleet_refresh_seconds=_env_float("ENERGY_FLEET_REFRESH_SECONDS", 60.0),
+            read=ReadSettings(
+                max_span=timedelta(days=_env_int("ENERGY_MAX_RANGE_DAYS", 31)),
+                default_page=_env_int("ENERGY_PAGE_SIZE", 100),
+                max_page=_env_int("ENERGY_MAX_PAGE_SIZE", 1000),
+                max_wait=_env_int("ENERGY_READ_WAIT_MS", 2000) / 1000,
+                low_threshold=_env_float("ENERGY_LOW_EFFICIENCY", DEFAULT_LOW_THRESHOLD),
+                stale_after=timedelta(minutes=_env_int("ENERGY_STALE_MINUTES", 15)),
+            ),
         )
 
     @property
@@ -115,11 +141,13 @@ class Settings:
         return self.database_url
 
 
-def open_pool(settings: Settings, *, name: str, size: int | None = None) -> ConnectionPool[Any]:
+def open_pool(
+    settings: Settings, *, name: str, size: int | None = None, url: str | None = None
+) -> ConnectionPool[Any]:
     """A connection pool whose sessions give up on any statement after the configured timeout."""
     size = size or settings.pool_size
     return ConnectionPool(
-        settings.require_database_url(),
+        url or settings.require_database_url(),
         min_size=1,
         max_size=size,
         timeout=5.0,
@@ -160,15 +188,19 @@ def wsgi() -> falcon.App:
     """The WSGI app for gunicorn (``main:wsgi()``); called in each worker, after the fork."""
     settings = Settings.from_env()
     pool = open_pool(settings, name="api")
-    _OPEN_POOLS.append(pool)
+    # Dashboards may read from a streaming replica; read-your-writes waits cover its lag.
+    reads = open_pool(settings, name="api-read", url=settings.read_database_url)
+    _OPEN_POOLS.extend((pool, reads))
     deps = Dependencies(
         store=EventStore(pool),
+        reads=ReadPool(reads),
         clock=utc_now,
         readiness=lambda: readiness_probe(pool),
         rules=settings.rules,
         limits=Limits(
             max_body_bytes=settings.max_body_bytes, max_batch_items=settings.max_batch_items
         ),
+        read=settings.read,
     )
     return create_app(deps)
 
@@ -282,6 +314,8 @@ def project(only: tuple[str, ...]) -> None:
     settings = Settings.from_env()
     url = settings.require_database_url()
     chosen = [PROJECTIONS[name] for name in only] or list(ALL_PROJECTIONS)
+    # The fleet refresh reads every read model; it runs with the full set only.
+    periodic = [] if only else [FleetEfficiencyRefresh(interval=settings.fleet_refresh_seconds)]
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())
@@ -289,6 +323,7 @@ def project(only: tuple[str, ...]) -> None:
     Projector(
         lambda: psycopg.connect(url, application_name=PROJECTOR_APPLICATION),
         chosen,
+        periodic=periodic,
         batch_size=settings.projector_batch_size,
         poll_interval=settings.projector_poll_seconds,
         linger=settings.projector_linger_seconds,

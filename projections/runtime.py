@@ -50,6 +50,13 @@ SELECT transaction_id::text, position, count(*) OVER () FROM (
 ORDER BY transaction_id DESC, position DESC
 LIMIT 1
 """
+# Committed events after the checkpoint, whether or not the fence lets them through yet.
+PENDING = """
+SELECT EXISTS (
+    SELECT 1 FROM events e, projection_checkpoints c
+    WHERE c.name = %(name)s AND (e.transaction_id, e.position) > (c.transaction_id, c.position)
+)
+"""
 SAVE_CHECKPOINT = """
 UPDATE projection_checkpoints
 SET transaction_id = %(upto_tx)s::xid8, position = %(upto_pos)s, updated_at = now()
@@ -113,6 +120,29 @@ class SqlProjection:
             conn.execute(statement, params)
 
 
+class Periodic(Protocol):
+    """Work done every ``interval`` seconds rather than per batch of events."""
+
+    name: str
+    interval: float
+
+    def run(self, conn: psycopg.Connection[Any]) -> None: ...
+
+
+# One process at a time runs a periodic job; the others find the lock taken and skip it.
+TRY_JOB_LOCK = "SELECT pg_try_advisory_xact_lock(hashtext('energy-job:' || %(name)s))"
+
+
+def run_periodic(conn: psycopg.Connection[Any], job: Periodic) -> bool:
+    """Run ``job`` once in a transaction of its own; ``False`` when another process is."""
+    with conn.transaction():
+        row = conn.execute(TRY_JOB_LOCK, {"name": job.name}).fetchone()
+        if not (row and row[0]):
+            return False
+        job.run(conn)
+        return True
+
+
 def _checkpoint(row: tuple[Any, ...]) -> Checkpoint:
     return Checkpoint(transaction_id=int(row[0]), position=int(row[1]))
 
@@ -162,6 +192,12 @@ def catch_up(conn: psycopg.Connection[Any], projection: Projection, batch_size: 
     return total
 
 
+def has_pending(conn: psycopg.Connection[Any], name: str) -> bool:
+    """Whether committed events wait after the checkpoint (perhaps held back by the fence)."""
+    row = conn.execute(PENDING, {"name": name}).fetchone()
+    return bool(row and row[0])
+
+
 def checkpoint_of(conn: psycopg.Connection[Any], name: str) -> Checkpoint:
     row = conn.cursor(row_factory=tuple_row).execute(READ_CHECKPOINT, {"name": name}).fetchone()
     return _checkpoint(row) if row else Checkpoint(transaction_id=0, position=0)
@@ -189,12 +225,14 @@ class Projector:
 
     MAX_BACKOFF = 30.0
     LISTEN_TICK = 0.5
+    HELD_RETRY = 0.005
 
     def __init__(
         self,
         connect: Callable[[], psycopg.Connection[Any]],
         projections: Sequence[Projection],
         *,
+        periodic: Sequence[Periodic] = (),
         batch_size: int = 5000,
         poll_interval: float = 1.0,
         linger: float = 0.02,
@@ -202,6 +240,7 @@ class Projector:
     ) -> None:
         self._connect = connect
         self._projections = list(projections)
+        self._periodic = list(periodic)
         self._batch_size = batch_size
         self._poll_interval = poll_interval
         self._linger = linger
@@ -216,6 +255,10 @@ class Projector:
         threads += [
             threading.Thread(target=self._loop, args=(p, stop), name=p.name)
             for p in self._projections
+        ]
+        threads += [
+            threading.Thread(target=self._every, args=(job, stop), name=job.name)
+            for job in self._periodic
         ]
         for thread in threads:
             thread.start()
@@ -234,6 +277,11 @@ class Projector:
         # batch lost in a server crash is lost together with its checkpoint and simply
         # applied again: waiting for the WAL flush would buy nothing.
         conn.execute("SET synchronous_commit = off")
+        # After a few executions a prepared statement may switch to a generic plan, and a
+        # generic plan cannot see how narrow a batch's (transaction_id, position) range
+        # is: it scans the whole event table for every batch. Planning with the values
+        # costs far less than the thousands of events a batch applies.
+        conn.execute("SET plan_cache_mode = force_custom_plan")
         return conn
 
     def _loop(self, projection: Projection, stop: threading.Event) -> None:
@@ -243,6 +291,7 @@ class Projector:
             try:
                 with self._session() as conn:
                     housekept = float("-inf")
+                    held = self.HELD_RETRY
                     while not stop.is_set():
                         if time.monotonic() - housekept > self._housekeeping_interval:
                             projection.prepare(conn)
@@ -250,8 +299,18 @@ class Projector:
                         wake.clear()
                         applied = run_batch(conn, projection, self._batch_size)
                         backoff = self._poll_interval
-                        more = applied is not None and applied >= self._batch_size
-                        if not more and wake.wait(self._poll_interval) and not stop.is_set():
+                        if applied is not None and applied >= self._batch_size:
+                            held = self.HELD_RETRY
+                            continue
+                        if applied is not None and has_pending(conn, projection.name):
+                            # Committed events wait behind the fence, held by a transaction
+                            # that will not notify when it ends (another projector's batch,
+                            # another application's work): look again soon, backing off.
+                            stop.wait(held)
+                            held = min(held * 2, self._poll_interval)
+                            continue
+                        held = self.HELD_RETRY
+                        if wake.wait(self._poll_interval) and not stop.is_set():
                             # Woken by a commit: let the commits of other writers join it.
                             stop.wait(self._linger)
             except psycopg.OperationalError as exc:
@@ -262,6 +321,17 @@ class Projector:
                 log.exception("%s: batch failed; retrying in %.3g s", projection.name, backoff)
                 stop.wait(backoff)
                 backoff = min(backoff * 2, self.MAX_BACKOFF)
+
+    def _every(self, job: Periodic, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                with self._session() as conn:
+                    while not stop.is_set():
+                        run_periodic(conn, job)
+                        stop.wait(job.interval)
+            except Exception:
+                log.exception("%s: failed; retrying in %.3g s", job.name, job.interval)
+                stop.wait(job.interval)
 
     def _listen(self, stop: threading.Event) -> None:
         while not stop.is_set():

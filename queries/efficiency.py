@@ -1,14 +1,13 @@
 """The efficiency answer of one vehicle over a window, from the read models only.
 
 Whole hours come from the hourly rollups and the partial hours at each edge from history
-(see ``migrations/0008_efficiency_rollups.sql``), so the cost does not grow with history and
-the answer is exact. Meter energy counts for the vehicle its meter was mapped to at each
-reading's time, period by period.
+(``vehicle_efficiency_between`` in ``migrations/0009_fleet_efficiency.sql``), so the cost
+does not grow with history and the answer is exact. Meter energy counts for the vehicle
+its meter was mapped to at each reading's time, period by period.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -18,26 +17,20 @@ from psycopg.rows import tuple_row
 
 from domain.efficiency import Window, efficiency_ratio
 
-EFFICIENCY = """
-WITH dc AS (
-    SELECT * FROM vehicle_energy_between(%(vehicle_id)s, %(lo)s, %(hi)s)
-), periods AS (
-    SELECT m.meter_id,
-           greatest(%(lo)s, coalesce(m.valid_from, '-infinity')) AS from_t,
-           least(%(hi)s, coalesce(m.valid_to, 'infinity')) AS to_t
-    FROM vehicle_meter_map m
-    WHERE m.vehicle_id = %(vehicle_id)s
-      AND coalesce(m.valid_from, '-infinity') < %(hi)s
-      AND coalesce(m.valid_to, 'infinity') > %(lo)s
-), ac AS (
-    SELECT array_agg(DISTINCT p.meter_id) AS meter_ids, sum(e.kwh) AS kwh,
-           sum(e.readings) AS readings
-    FROM periods p, LATERAL meter_energy_between(p.meter_id, p.from_t, p.to_t) e
+# Read models this answer comes from (for read-your-writes waits).
+READS = (
+    "vehicle_live",
+    "vehicle_history",
+    "meter_history",
+    "vehicle_meter_map",
+    "efficiency_rollups",
 )
+
+EFFICIENCY = """
 SELECT EXISTS (SELECT 1 FROM vehicle_live WHERE vehicle_id = %(vehicle_id)s)
        OR EXISTS (SELECT 1 FROM vehicle_meter_map WHERE vehicle_id = %(vehicle_id)s),
-       dc.kwh, dc.battery_temp_sum, dc.readings, ac.meter_ids, ac.kwh, ac.readings
-FROM dc, ac
+       e.dc_kwh, e.battery_temp_sum, e.vehicle_readings, e.meter_ids, e.ac_kwh, e.meter_readings
+FROM vehicle_efficiency_between(%(vehicle_id)s, %(lo)s, %(hi)s) e
 """
 
 
@@ -68,7 +61,7 @@ def vehicle_efficiency(
         .execute(EFFICIENCY, {"vehicle_id": vehicle_id, "lo": lo, "hi": hi})
         .fetchone()
     )
-    assert row is not None  # an aggregate over FROM dc, ac always yields one row
+    assert row is not None  # the function's aggregates always yield one row
     known, dc_kwh, temp_sum, dc_readings, meter_ids, ac_kwh, ac_readings = row
     if not known:
         return None
@@ -85,7 +78,3 @@ def vehicle_efficiency(
         vehicle_readings=int(dc_readings),
         meter_readings=int(ac_readings or 0),
     )
-
-
-def window_ending(end: datetime) -> Window:
-    return Window.ending(end)

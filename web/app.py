@@ -5,18 +5,35 @@ from __future__ import annotations
 import falcon
 
 from web import problems
+from web.analytics import PerformanceResource
 from web.context import Dependencies, RequestIdMiddleware
+from web.devices import MeterResource, VehicleResource, meters, vehicles
+from web.fleet import FleetSummaryResource
 from web.health import HealthResource, ReadyResource
 from web.ingest import IngestResource
 from web.mappings import MappingsResource
+from web.openapi import add_docs, load_document
+from web.readings import MeterReadingsResource, VehicleReadingsResource
 
 
 def create_app(deps: Dependencies) -> falcon.App:
     app = falcon.App(middleware=[RequestIdMiddleware()], cors_enable=False)
     app.req_options.strip_url_path_trailing_slash = True
+    # Query strings are read as sent: "a=1&a=2" stays a repeat (refused), "" stays a value.
+    app.req_options.auto_parse_qs_csv = False
+    app.req_options.keep_blank_qs_values = True
     app.add_route("/health", HealthResource())
     app.add_route("/ready", ReadyResource(deps))
     app.add_route("/v1/ingest", IngestResource(deps))
     app.add_route("/v1/mappings", MappingsResource(deps))
+    app.add_route("/v1/analytics/performance/{vehicle_id}", PerformanceResource(deps))
+    app.add_route("/v1/vehicles", vehicles(deps))
+    app.add_route("/v1/vehicles/{vehicle_id}", VehicleResource(deps))
+    app.add_route("/v1/vehicles/{vehicle_id}/readings", VehicleReadingsResource(deps))
+    app.add_route("/v1/meters", meters(deps))
+    app.add_route("/v1/meters/{meter_id}", MeterResource(deps))
+    app.add_route("/v1/meters/{meter_id}/readings", MeterReadingsResource(deps))
+    app.add_route("/v1/fleet/summary", FleetSummaryResource(deps))
+    add_docs(app, load_document())
     problems.register(app)
     return app

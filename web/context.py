@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import falcon
 from attrs import frozen
 
 from commands.outcomes import Appender, Clock
+from domain.efficiency import DEFAULT_LOW_THRESHOLD
 from domain.rules import TimeRules
+from queries.pool import ReadPool
 
 REQUEST_ID = "X-Request-Id"
 
@@ -19,6 +22,19 @@ REQUEST_ID = "X-Request-Id"
 class Limits:
     max_body_bytes: int = 8 * 1024 * 1024
     max_batch_items: int = 10_000
+
+
+@frozen(kw_only=True)
+class ReadSettings:
+    """Bounds and defaults of the read API (each a setting, see the README)."""
+
+    max_span: timedelta = timedelta(days=31)  # longest time range one read may ask for
+    default_page: int = 100
+    max_page: int = 1000
+    max_wait: float = 2.0  # seconds a read waits for its minimum position
+    low_threshold: float = DEFAULT_LOW_THRESHOLD  # efficiency below this is flagged
+    stale_after: timedelta = timedelta(minutes=15)  # a device silent longer is stale
+    lowest: int = 10  # vehicles listed in the fleet summary's lowest efficiency
 
 
 @frozen(kw_only=True)
@@ -31,10 +47,12 @@ class Readiness:
 @frozen(kw_only=True)
 class Dependencies:
     store: Appender
+    reads: ReadPool
     clock: Clock
     readiness: Callable[[], Readiness]
     rules: TimeRules = TimeRules()
     limits: Limits = Limits()
+    read: ReadSettings = ReadSettings()
 
 
 def request_metadata(req: falcon.Request) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import orjson
 
 from commands.payloads import WireError
 from eventstore import StoreUnavailable
+from web.representation import plain
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger(__name__)
@@ -56,6 +57,18 @@ def validation_problem(
     errors: Sequence[WireError], detail: str = "The request is not valid."
 ) -> Problem:
     return Problem(422, "validation", "Unprocessable Content", detail, errors=errors)
+
+
+def not_found(kind: str, device_id: str, consistency: object | None = None) -> Problem:
+    """No such device: it never sent a reading and was never mapped."""
+    extra = {"consistency": plain(consistency)} if consistency is not None else None  # as reads
+    return Problem(
+        404,
+        "not-found",
+        "Not Found",
+        f"No {kind} {device_id!r} is known: it never sent a reading and was never mapped.",
+        extra=extra,
+    )
 
 
 def _respond(resp: falcon.Response, problem: Problem) -> None:

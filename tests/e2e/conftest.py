@@ -11,11 +11,14 @@ from psycopg_pool import ConnectionPool
 
 from eventstore import EventStore
 from main import readiness_probe
+from queries.pool import ReadPool
 from web.app import create_app
-from web.context import Dependencies, Limits
+from web.context import Dependencies, Limits, ReadSettings
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 LIMITS = Limits(max_body_bytes=64 * 1024, max_batch_items=50)
+# Reads wait at most a moment for their minimum position, so lagging answers come quickly.
+READ = ReadSettings(max_wait=0.3)
 
 
 @pytest.fixture
@@ -24,8 +27,23 @@ def store(pool: ConnectionPool[Any]) -> EventStore:
 
 
 @pytest.fixture
-def client(pool: ConnectionPool[Any], store: EventStore) -> testing.TestClient:
+def client(pool: ConnectionPool[Any]) -> testing.TestClient:
+    return make_client(pool)
+
+
+def make_client(pool: ConnectionPool[Any], read: ReadSettings = READ) -> testing.TestClient:
     deps = Dependencies(
-        store=store, clock=lambda: NOW, readiness=lambda: readiness_probe(pool), limits=LIMITS
+        store=EventStore(pool),
+        reads=ReadPool(pool),
+        clock=lambda: NOW,
+        readiness=lambda: readiness_probe(pool),
+        limits=LIMITS,
+        read=read,
     )
     return testing.TestClient(create_app(deps))
+
+
+@pytest.fixture
+def fresh_client(fresh_pool: ConnectionPool[Any]) -> testing.TestClient:
+    """A client on a database of its own: for lists and fleet figures, which are global."""
+    return make_client(fresh_pool)
