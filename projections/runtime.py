@@ -282,6 +282,10 @@ class Projector:
         # is: it scans the whole event table for every batch. Planning with the values
         # costs far less than the thousands of events a batch applies.
         conn.execute("SET plan_cache_mode = force_custom_plan")
+        # A batch is a few thousand rows reached by index: compiling it (JIT) or starting
+        # parallel workers costs more than it saves, and misestimates make both likelier.
+        conn.execute("SET jit = off")
+        conn.execute("SET max_parallel_workers_per_gather = 0")
         return conn
 
     def _loop(self, projection: Projection, stop: threading.Event) -> None:

@@ -22,6 +22,7 @@ SELECT e.payload->>'vehicleId', e.payload->>'meterId',
 FROM events e
 WHERE (e.transaction_id, e.position) > (%(after_tx)s::xid8, %(after_pos)s)
   AND (e.transaction_id, e.position) <= (%(upto_tx)s::xid8, %(upto_pos)s)
+  AND e.transaction_id BETWEEN %(after_tx)s::xid8 AND %(upto_tx)s::xid8  -- see 0002
   AND e.event_type = 'VehicleMeterMapped'
 ORDER BY e.transaction_id, e.position
 """
