@@ -23,6 +23,7 @@ from attrs import frozen
 from psycopg_pool import ConnectionPool
 
 import migrations
+from commands.ingest import CODEC
 from domain.efficiency import DEFAULT_LOW_THRESHOLD
 from domain.rules import TimeRules
 from eventstore import EventStore
@@ -192,7 +193,7 @@ def wsgi() -> falcon.App:
     reads = open_pool(settings, name="api-read", url=settings.read_database_url)
     _OPEN_POOLS.extend((pool, reads))
     deps = Dependencies(
-        store=EventStore(pool),
+        store=EventStore(pool, upcast=CODEC.upcast),
         reads=ReadPool(reads),
         clock=utc_now,
         readiness=lambda: readiness_probe(pool),

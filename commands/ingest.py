@@ -7,7 +7,7 @@ from typing import Any
 
 from commands.outcomes import Appender, Clock, Outcome
 from commands.payloads import Invalid, reading_command, wire_errors
-from domain.events import EVENT_TYPES
+from domain.events import EVENT_TYPES, UPCASTERS
 from domain.readings import (
     RecordMeterReading,
     reading_event_id,
@@ -18,7 +18,7 @@ from domain.readings import (
 from domain.rules import Rejected, TimeRules
 from eventstore import Codec, NewEvent
 
-CODEC = Codec(EVENT_TYPES)
+CODEC = Codec(EVENT_TYPES, UPCASTERS)
 
 
 def ingest(

@@ -42,6 +42,7 @@ class RecordVehicleReading:
     kwh_delivered_dc: float
     battery_temp: float
     timestamp: datetime
+    charger_id: str | None = None
 
 
 @frozen(kw_only=True)
@@ -56,13 +57,18 @@ class MeterReadingRecorded:
 
 @frozen(kw_only=True)
 class VehicleReadingRecorded:
-    """A battery took in ``kwh_delivered_dc`` in the interval ending at ``timestamp``."""
+    """A battery took in ``kwh_delivered_dc`` in the interval ending at ``timestamp``.
+
+    Schema version 2 added ``charger_id``, the charger the vehicle was plugged into (when
+    the gateway knows it); readings stored at version 1 are read with ``None``.
+    """
 
     vehicle_id: str
     soc: float
     kwh_delivered_dc: float
     battery_temp: float
     timestamp: datetime
+    charger_id: str | None = None
 
 
 Reading = MeterReadingRecorded | VehicleReadingRecorded
@@ -100,6 +106,8 @@ def record_vehicle_reading(
         "battery_temp", command.battery_temp, BATTERY_TEMP_MIN, BATTERY_TEMP_MAX, "°C", errors
     )
     check_time("timestamp", command.timestamp, now=now, rules=rules, errors=errors)
+    if command.charger_id is not None:
+        check_device_id("charger_id", command.charger_id, errors)
     if errors:
         raise Rejected(errors)
     return VehicleReadingRecorded(
@@ -108,6 +116,7 @@ def record_vehicle_reading(
         kwh_delivered_dc=float(command.kwh_delivered_dc),
         battery_temp=float(command.battery_temp),
         timestamp=_normalise(command.timestamp),
+        charger_id=command.charger_id,
     )
 
 

@@ -90,16 +90,23 @@ class Codec:
             cls, current = self._classes[stored.event_type]
         except KeyError:
             raise UnknownEventType(f"unknown event type {stored.event_type!r}") from None
-        payload, version = stored.payload, stored.schema_version
+        payload = self.upcast(stored.event_type, stored.schema_version, stored.payload)
+        return self._converter.structure(payload, cls)
+
+    def upcast(self, event_type: str, version: int, payload: dict[str, Any]) -> dict[str, Any]:
+        """``payload`` of ``event_type`` stored at ``version``, brought to the current version."""
+        try:
+            _, current = self._classes[event_type]
+        except KeyError:
+            raise UnknownEventType(f"unknown event type {event_type!r}") from None
+        stored_version = version
         while version < current:
-            step = self._upcasters.get((stored.event_type, version))
+            step = self._upcasters.get((event_type, version))
             if step is None:
-                raise UnknownEventType(
-                    f"no upcaster for {stored.event_type} v{version} -> v{version + 1}"
-                )
+                raise UnknownEventType(f"no upcaster for {event_type} v{version} -> v{version + 1}")
             payload, version = step(payload), version + 1
         if version != current:
             raise UnknownEventType(
-                f"{stored.event_type} v{stored.schema_version} is newer than this code (v{current})"
+                f"{event_type} v{stored_version} is newer than this code (v{current})"
             )
-        return self._converter.structure(payload, cls)
+        return payload

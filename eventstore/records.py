@@ -62,3 +62,16 @@ class Appended:
     event_id: uuid.UUID
     position: int
     status: AppendStatus
+
+
+@frozen(kw_only=True)
+class Selection:
+    """Which events a log read takes: after ``after`` in commit-safe order, optionally only
+    some streams, some event types, and received in ``[received_from, received_to)``."""
+
+    after: Checkpoint = START
+    streams: tuple[str, ...] | None = None
+    event_types: tuple[str, ...] | None = None
+    received_from: datetime | None = None
+    received_to: datetime | None = None
+    limit: int | None = None

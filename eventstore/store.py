@@ -8,7 +8,7 @@ once no transaction that could still commit a lower one is running (see ``READ_A
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -23,6 +23,7 @@ from eventstore.records import (
     AppendStatus,
     Checkpoint,
     NewEvent,
+    Selection,
     StoredEvent,
 )
 
@@ -41,7 +42,8 @@ RETURNING event_id, position
 """
 
 EXISTING = """
-SELECT event_id, position, payload FROM events WHERE event_id = ANY(%(event_ids)s::uuid[])
+SELECT event_id, position, schema_version, payload FROM events
+WHERE event_id = ANY(%(event_ids)s::uuid[])
 """
 
 _COLUMNS = """
@@ -71,6 +73,43 @@ LIMIT %(limit)s
 """  # noqa: S608 - a constant column list, no user input
 
 HEAD = "SELECT coalesce(max(position), 0) FROM events"
+
+# The log for auditors: commit-safe order behind the fence, each filter off when NULL.
+SELECT_EVENTS = """
+SELECT position, transaction_id::text, event_id, stream_id, event_type, schema_version,
+       payload, metadata, received_at
+FROM events
+WHERE (transaction_id, position) > (%(after_tx)s::text::xid8, %(after_pos)s)
+  AND transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+  AND (%(streams)s::text[] IS NULL OR stream_id = ANY(%(streams)s::text[]))
+  AND (%(types)s::text[] IS NULL OR event_type = ANY(%(types)s::text[]))
+  AND (%(received_from)s::timestamptz IS NULL OR received_at >= %(received_from)s)
+  AND (%(received_to)s::timestamptz IS NULL OR received_at < %(received_to)s)
+ORDER BY transaction_id, position
+LIMIT %(limit)s
+"""
+
+
+def iter_events(
+    conn: psycopg.Connection[Any], selection: Selection, *, fetch: int = 2000
+) -> Iterator[StoredEvent]:
+    """The events ``selection`` names, streamed through a server-side cursor: memory stays
+    bounded whatever the size of the log. ``conn`` must hold no transaction; the read is
+    one snapshot (a read-only transaction, which never holds back the fence)."""
+    params = {
+        "after_tx": str(selection.after.transaction_id),
+        "after_pos": selection.after.position,
+        "streams": list(selection.streams) if selection.streams is not None else None,
+        "types": list(selection.event_types) if selection.event_types is not None else None,
+        "received_from": selection.received_from,
+        "received_to": selection.received_to,
+        "limit": selection.limit,
+    }
+    with conn.transaction(), conn.cursor("event-log", row_factory=tuple_row) as cursor:
+        cursor.itersize = fetch
+        cursor.execute(SELECT_EVENTS, params)
+        for row in cursor:
+            yield _row_to_event(row)
 
 
 class StoreUnavailable(Exception):
@@ -104,12 +143,19 @@ def _dumps(value: object) -> str:
     return orjson.dumps(value).decode()
 
 
-def append_events(conn: psycopg.Connection[Any], events: Sequence[NewEvent]) -> list[Appended]:
+# Brings a stored payload of (event type, schema version) to the current schema version.
+Upcast = Callable[[str, int, dict[str, Any]], dict[str, Any]]
+
+
+def append_events(
+    conn: psycopg.Connection[Any], events: Sequence[NewEvent], upcast: Upcast | None = None
+) -> list[Appended]:
     """Append ``events`` through ``conn`` in the caller's transaction; one answer per event.
 
     An event whose id is already stored is a duplicate when its payload is equal to the
-    stored one and a conflict otherwise; either way nothing is written for it. Repeats of
-    one id inside ``events`` are judged against the first of them.
+    stored one and a conflict otherwise; either way nothing is written for it. A payload
+    stored under an older schema version is compared once ``upcast`` has brought it to the
+    new event's version. Repeats of one id inside ``events`` are judged against the first.
     """
     if not events:
         return []
@@ -126,11 +172,11 @@ def append_events(conn: psycopg.Connection[Any], events: Sequence[NewEvent]) -> 
     cursor.execute(INSERT, params)
     inserted: dict[uuid.UUID, int] = {row[0]: row[1] for row in cursor.fetchall()}
 
-    stored: dict[uuid.UUID, tuple[int, dict[str, Any]]] = {}
+    stored: dict[uuid.UUID, tuple[int, int, dict[str, Any]]] = {}
     missing = [e.event_id for e in events if e.event_id not in inserted]
     if missing:
         cursor.execute(EXISTING, {"event_ids": missing})
-        stored = {row[0]: (row[1], row[2]) for row in cursor.fetchall()}
+        stored = {row[0]: (row[1], row[2], row[3]) for row in cursor.fetchall()}
 
     answers: list[Appended] = []
     first_payload: dict[uuid.UUID, dict[str, Any]] = {}
@@ -142,7 +188,9 @@ def append_events(conn: psycopg.Connection[Any], events: Sequence[NewEvent]) -> 
             if event.event_id in inserted:
                 position, payload = inserted[event.event_id], first_payload[event.event_id]
             else:
-                position, payload = stored[event.event_id]
+                position, version, payload = stored[event.event_id]
+                if version < event.schema_version and upcast is not None:
+                    payload = upcast(event.event_type, version, payload)
             same = payload == event.payload
             status = AppendStatus.DUPLICATE if same else AppendStatus.CONFLICT
         answers.append(Appended(event_id=event.event_id, position=position, status=status))
@@ -168,13 +216,14 @@ def read_after(
 class EventStore:
     """The event store over a connection pool; each call is its own short transaction."""
 
-    def __init__(self, pool: ConnectionPool[Any]) -> None:
+    def __init__(self, pool: ConnectionPool[Any], upcast: Upcast | None = None) -> None:
         self._pool = pool
+        self._upcast = upcast
 
     def append(self, events: Sequence[NewEvent]) -> list[Appended]:
         """Append ``events`` atomically; return one ``Appended`` per event, in order."""
         with translated_errors(), self._pool.connection() as conn, conn.transaction():
-            return append_events(conn, events)
+            return append_events(conn, events, self._upcast)
 
     def read_all(self, after: Checkpoint = START, limit: int = 1000) -> list[StoredEvent]:
         with translated_errors(), self._pool.connection() as conn:

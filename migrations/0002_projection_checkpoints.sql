@@ -41,7 +41,7 @@ CREATE FUNCTION vehicle_readings_between(
 ) RETURNS TABLE (
     vehicle_id text, recorded_at timestamptz, soc double precision,
     kwh_delivered_dc double precision, battery_temp double precision,
-    received_at timestamptz, event_position bigint
+    charger_id text, received_at timestamptz, event_position bigint
 )
 LANGUAGE sql STABLE AS $$
     SELECT e.payload->>'vehicleId',
@@ -49,6 +49,7 @@ LANGUAGE sql STABLE AS $$
            (e.payload->>'soc')::double precision,
            (e.payload->>'kwhDeliveredDc')::double precision,
            (e.payload->>'batteryTemp')::double precision,
+           e.payload->>'chargerId',  -- NULL in schema version 1 payloads
            e.received_at, e.position
     FROM events e
     WHERE (e.transaction_id, e.position) > (after_tx, after_pos)

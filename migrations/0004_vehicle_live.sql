@@ -4,6 +4,7 @@ CREATE TABLE vehicle_live (
     soc               double precision NOT NULL,
     kwh_delivered_dc  double precision NOT NULL,
     battery_temp      double precision NOT NULL,
+    charger_id        text,
     recorded_at       timestamptz      NOT NULL,
     received_at       timestamptz      NOT NULL,
     position          bigint           NOT NULL,

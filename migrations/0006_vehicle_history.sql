@@ -6,6 +6,7 @@ CREATE TABLE vehicle_history (
     soc               double precision NOT NULL,
     kwh_delivered_dc  double precision NOT NULL,
     battery_temp      double precision NOT NULL,
+    charger_id        text,
     received_at       timestamptz      NOT NULL,
     position          bigint           NOT NULL
 ) PARTITION BY RANGE (recorded_at);

@@ -12,9 +12,10 @@ HAVING count(*) > 0
 
 INSERT = """
 INSERT INTO vehicle_history
-    (vehicle_id, recorded_at, soc, kwh_delivered_dc, battery_temp, received_at, position)
-SELECT r.vehicle_id, r.recorded_at, r.soc, r.kwh_delivered_dc, r.battery_temp, r.received_at,
-       r.event_position
+    (vehicle_id, recorded_at, soc, kwh_delivered_dc, battery_temp, charger_id, received_at,
+     position)
+SELECT r.vehicle_id, r.recorded_at, r.soc, r.kwh_delivered_dc, r.battery_temp, r.charger_id,
+       r.received_at, r.event_position
 FROM vehicle_readings_between(%(after_tx)s::xid8, %(after_pos)s, %(upto_tx)s::xid8, %(upto_pos)s) r
 ON CONFLICT DO NOTHING
 """

@@ -15,7 +15,7 @@ READS = ("vehicle_history",)
 # (start, end], newest first, resuming strictly before the cursor's reading time
 # (a device has at most one reading per timestamp: the unique index).
 PAGE = """
-SELECT soc, kwh_delivered_dc, battery_temp, recorded_at, received_at, position
+SELECT soc, kwh_delivered_dc, battery_temp, charger_id, recorded_at, received_at, position
 FROM vehicle_history
 WHERE vehicle_id = %(vehicle_id)s
   AND recorded_at > %(start)s AND recorded_at <= %(end)s AND recorded_at < %(before)s
@@ -46,9 +46,10 @@ def page(
             soc=soc,
             kwh_delivered_dc=dc,
             battery_temp=temp,
+            charger_id=charger,
             recorded_at=recorded,
             received_at=received,
             position=position,
         )
-        for soc, dc, temp, recorded, received, position in rows
+        for soc, dc, temp, charger, recorded, received, position in rows
     ]

@@ -14,8 +14,8 @@ READS = ("vehicle_live", "vehicle_meter_map")
 # The meter feeding the vehicle now is the mapping period in force at ``now``.
 FIND = """
 SELECT k.vehicle_id, m.meter_id, m.effective_from,
-       l.soc, l.kwh_delivered_dc, l.battery_temp, l.recorded_at, l.received_at, l.position,
-       f.efficiency, f.dc_kwh, f.ac_kwh, f.computed_at,
+       l.soc, l.kwh_delivered_dc, l.battery_temp, l.charger_id, l.recorded_at, l.received_at,
+       l.position, f.efficiency, f.dc_kwh, f.ac_kwh, f.computed_at,
        EXISTS (SELECT 1 FROM vehicle_meter_map WHERE vehicle_id = k.vehicle_id)
 FROM (SELECT %(vehicle_id)s::text AS vehicle_id) k
 LEFT JOIN vehicle_live l ON l.vehicle_id = k.vehicle_id
@@ -32,8 +32,8 @@ LEFT JOIN fleet_efficiency f ON f.vehicle_id = k.vehicle_id
 # Keyset pagination by vehicle id; each filter is off when its parameter is NULL.
 PAGE = """
 SELECT l.vehicle_id, m.meter_id, m.effective_from,
-       l.soc, l.kwh_delivered_dc, l.battery_temp, l.recorded_at, l.received_at, l.position,
-       f.efficiency, f.dc_kwh, f.ac_kwh, f.computed_at
+       l.soc, l.kwh_delivered_dc, l.battery_temp, l.charger_id, l.recorded_at, l.received_at,
+       l.position, f.efficiency, f.dc_kwh, f.ac_kwh, f.computed_at
 FROM vehicle_live l
 LEFT JOIN LATERAL (
     SELECT meter_id, effective_from FROM vehicle_meter_map
@@ -56,6 +56,7 @@ class VehicleReading:
     soc: float
     kwh_delivered_dc: float
     battery_temp: float
+    charger_id: str | None
     recorded_at: datetime
     received_at: datetime
     position: int
@@ -82,14 +83,15 @@ class VehicleState:
 
 
 def _state(row: tuple[Any, ...], now: datetime) -> VehicleState:
-    (vehicle_id, meter_id, mapped_since, soc, dc, temp, recorded, received, position) = row[:9]
-    efficiency, dc_24h, ac_24h, as_of = row[9:13]
+    (vehicle_id, meter_id, mapped_since, soc, dc, temp, charger, recorded, received) = row[:9]
+    position, efficiency, dc_24h, ac_24h, as_of = row[9:14]
     reading = None
     if recorded is not None:
         reading = VehicleReading(
             soc=soc,
             kwh_delivered_dc=dc,
             battery_temp=temp,
+            charger_id=charger,
             recorded_at=recorded,
             received_at=received,
             position=position,
@@ -115,8 +117,8 @@ def find(conn: psycopg.Connection[Any], vehicle_id: str, now: datetime) -> Vehic
         .fetchone()
     )
     assert row is not None  # one row per looked-up id
-    ever_mapped = row[13]
-    if row[6] is None and not ever_mapped:
+    ever_mapped = row[14]
+    if row[7] is None and not ever_mapped:
         return None
     return _state(row, now)
 

@@ -33,6 +33,7 @@ vehicle_readings = st.builds(
     kwh_delivered_dc=energies,
     battery_temp=st.floats(min_value=-60, max_value=100),
     timestamp=moments,
+    charger_id=st.none() | device_ids,
 )
 mappings = st.builds(
     VehicleMeterMapped, vehicle_id=device_ids, meter_id=device_ids, effective_from=moments

@@ -264,7 +264,8 @@ def test_live_state_shows_the_newest_reading_and_the_current_mapping(
     mapping(client, v, m1, NOW - timedelta(hours=10))
     remapped_at = NOW - timedelta(hours=1)
     mapping(client, v, m2, remapped_at)
-    write(client, [vehicle(v, newest, 2.5, 31.5, soc=64.0), meter(m2, newest, 2.75, 231.5)])
+    plugged = {**vehicle(v, newest, 2.5, 31.5, soc=64.0), "chargerId": "EVSE-7"}
+    write(client, [plugged, meter(m2, newest, 2.75, 231.5)])
     last = write(client, [vehicle(v, NOW - timedelta(hours=3), 9.9, 10.0)])  # late: no effect
     project(database_url, last)
 
@@ -278,10 +279,12 @@ def test_live_state_shows_the_newest_reading_and_the_current_mapping(
         "ageSeconds": 180.0,
         "recentEfficiency": None,  # no fleet refresh has run for it yet
     }
-    assert {k: reading[k] for k in ("soc", "kwhDeliveredDc", "batteryTemp", "recordedAt")} == {
+    fields = ("soc", "kwhDeliveredDc", "batteryTemp", "chargerId", "recordedAt")
+    assert {k: reading[k] for k in fields} == {
         "soc": 64.0,
         "kwhDeliveredDc": 2.5,
         "batteryTemp": 31.5,
+        "chargerId": "EVSE-7",
         "recordedAt": iso(newest),
     }
     assert reading["receivedAt"] == iso(NOW) and reading["position"] < last
@@ -344,6 +347,7 @@ def test_history_pages_newest_first_within_the_range(
         "soc": 50.0,
         "kwhDeliveredDc": 0.0,
         "batteryTemp": 20.0,
+        "chargerId": None,
         "recordedAt": iso(NOW),
         "receivedAt": iso(NOW),
         "position": body["items"][0]["position"],

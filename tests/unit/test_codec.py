@@ -8,12 +8,12 @@ from datetime import UTC, datetime
 import pytest
 from hypothesis import given
 
-from domain.events import EVENT_TYPES
-from domain.readings import MeterReadingRecorded
+from domain.events import EVENT_TYPES, UPCASTERS
+from domain.readings import MeterReadingRecorded, VehicleReadingRecorded
 from eventstore import Codec, StoredEvent, UnknownEventType
 from tests.strategies import events
 
-CODEC = Codec(EVENT_TYPES)
+CODEC = Codec(EVENT_TYPES, UPCASTERS)
 RECEIVED = datetime(2026, 1, 1, tzinfo=UTC)
 
 
@@ -112,3 +112,35 @@ def test_a_version_newer_than_the_code_is_refused() -> None:
     )
     with pytest.raises(UnknownEventType, match="newer"):
         CODEC.decode(stored(encoded, version=7))
+
+
+def test_a_vehicle_reading_stored_at_version_1_is_read_as_version_2_without_a_charger() -> None:
+    v1 = StoredEvent(
+        position=1,
+        transaction_id=1,
+        event_id=uuid.uuid4(),
+        stream_id="vehicle-V1",
+        event_type="VehicleReadingRecorded",
+        schema_version=1,
+        payload={
+            "vehicleId": "V1",
+            "soc": 80.0,
+            "kwhDeliveredDc": 12.3,
+            "batteryTemp": 34.5,
+            "timestamp": "2026-01-01T00:00:00+00:00",
+        },
+        metadata={},
+        received_at=RECEIVED,
+    )
+    assert CODEC.decode(v1) == VehicleReadingRecorded(
+        vehicle_id="V1",
+        soc=80.0,
+        kwh_delivered_dc=12.3,
+        battery_temp=34.5,
+        timestamp=RECEIVED,
+        charger_id=None,
+    )
+    assert CODEC.upcast("VehicleReadingRecorded", 1, v1.payload) == {
+        **v1.payload,
+        "chargerId": None,
+    }
