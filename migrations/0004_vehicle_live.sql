@@ -1,4 +1,4 @@
--- Latest reading per vehicle; same newer-only rule as meter_live.
+-- Latest reading per vehicle; same newer-only rule and fillfactor as meter_live.
 CREATE TABLE vehicle_live (
     vehicle_id        text             PRIMARY KEY,
     soc               double precision NOT NULL,
@@ -9,4 +9,4 @@ CREATE TABLE vehicle_live (
     received_at       timestamptz      NOT NULL,
     position          bigint           NOT NULL,
     projected_at      timestamptz      NOT NULL DEFAULT now()
-);
+) WITH (fillfactor = 50);

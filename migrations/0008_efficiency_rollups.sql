@@ -11,7 +11,7 @@ CREATE TABLE meter_hourly (
     kwh_consumed_ac  numeric     NOT NULL,
     readings         bigint      NOT NULL,
     PRIMARY KEY (meter_id, hour)
-);
+) WITH (fillfactor = 70);  -- room for HOT updates while an hour fills: +30 % catch-up
 
 CREATE TABLE vehicle_hourly (
     vehicle_id        text        NOT NULL,
@@ -20,7 +20,7 @@ CREATE TABLE vehicle_hourly (
     battery_temp_sum  numeric     NOT NULL,
     readings          bigint      NOT NULL,
     PRIMARY KEY (vehicle_id, hour)
-);
+) WITH (fillfactor = 70);
 
 -- The first whole UTC hour at or after `t`.
 CREATE FUNCTION hour_ceiling(t timestamptz) RETURNS timestamptz
