@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,18 +24,31 @@ import falcon
 import psycopg
 from attrs import frozen
 from psycopg_pool import ConnectionPool
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+)
 
 import migrations
 from commands.ingest import CODEC
 from domain.efficiency import DEFAULT_LOW_THRESHOLD
+from domain.events import device_streams
 from domain.rules import TimeRules
-from eventstore import EventStore
-from projections.catalogue import ALL as ALL_PROJECTIONS
+from eventstore import START, Checkpoint, EventStore, Selection
+from eventstore.export import csv_lines, ndjson
+from eventstore.store import HEAD, iter_events
 from projections.catalogue import BY_NAME as PROJECTIONS
+from projections.catalogue import LEDGER, NAMES, with_ledger
 from projections.fleet_efficiency import FleetEfficiencyRefresh
-from projections.runtime import Projector
-from projections.status import PROJECTOR_APPLICATION, projector_sessions, statuses
+from projections.ledger import checkpoints as ledger_checkpoints
+from projections.ledger import read_checkpoints, verify, write_checkpoints
+from projections.runtime import Projection, Projector
 from queries.pool import ReadPool
+from queries.projection_status import PROJECTOR_APPLICATION, projector_sessions, statuses
 from web.app import create_app
 from web.context import Dependencies, Limits, Readiness, ReadSettings
 
@@ -93,6 +109,8 @@ class Settings:
     projector_poll_seconds: float
     projector_linger_seconds: float
     fleet_refresh_seconds: float
+    ledger_key: bytes | None
+    ledger_every: int
     read: ReadSettings
 
     @classmethod
@@ -119,6 +137,10 @@ class Settings:
             projector_poll_seconds=_env_int("ENERGY_PROJECTOR_POLL_MS", 1000) / 1000,
             projector_linger_seconds=_env_int("ENERGY_PROJECTOR_LINGER_MS", 20) / 1000,
             fleet_refresh_seconds=_env_float("ENERGY_FLEET_REFRESH_SECONDS", 60.0),
+            ledger_key=os.environ["ENERGY_LEDGER_KEY"].encode()
+            if os.environ.get("ENERGY_LEDGER_KEY")
+            else None,
+            ledger_every=_env_int("ENERGY_LEDGER_EVERY", 1000),
             read=ReadSettings(
                 max_span=timedelta(days=_env_int("ENERGY_MAX_RANGE_DAYS", 31)),
                 default_page=_env_int("ENERGY_PAGE_SIZE", 100),
@@ -135,6 +157,19 @@ class Settings:
             earliest=self.earliest_reading,
             future_tolerance=timedelta(seconds=self.future_tolerance_s),
         )
+
+    def projections(self) -> dict[str, Projection]:
+        """Every projection by name; the ledger only when a ledger key is configured."""
+        if self.ledger_key is None:
+            return dict(PROJECTIONS)
+        return with_ledger(self.ledger_key, every=self.ledger_every)
+
+    def require_ledger_key(self) -> bytes:
+        if self.ledger_key is None:
+            raise click.UsageError(
+                "ENERGY_LEDGER_KEY is not set: the ledger cannot be signed or checked"
+            )
+        return self.ledger_key
 
     def require_database_url(self) -> str:
         if self.database_url is None:
@@ -202,6 +237,7 @@ def wsgi() -> falcon.App:
             max_body_bytes=settings.max_body_bytes, max_batch_items=settings.max_batch_items
         ),
         read=settings.read,
+        projections=tuple(settings.projections()),
     )
     return create_app(deps)
 
@@ -242,6 +278,16 @@ def run_gunicorn(options: dict[str, Any]) -> None:
             return wsgi()
 
     Application().run()
+
+
+def ledger_key_file(data_dir: Path) -> Path:
+    """The data folder's ledger key, made (random, readable by the owner only) if missing."""
+    path = data_dir / "ledger.key"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_hex(32) + "\n")
+    return path
 
 
 def start_embedded_database(data_dir: Path) -> str:
@@ -307,14 +353,19 @@ def serve(bind: str | None, workers: int | None) -> None:
 @click.option(
     "--only",
     multiple=True,
-    type=click.Choice(sorted(PROJECTIONS)),
+    type=click.Choice(sorted(NAMES)),
     help="run only these projections (repeatable); default: all",
 )
 def project(only: tuple[str, ...]) -> None:
-    """Run the projectors: keep every read model up to date with the event log."""
+    """Run the projectors: keep every read model and the audit ledger up to date."""
     settings = Settings.from_env()
     url = settings.require_database_url()
-    chosen = [PROJECTIONS[name] for name in only] or list(ALL_PROJECTIONS)
+    if LEDGER in only:
+        settings.require_ledger_key()
+    available = settings.projections()
+    if settings.ledger_key is None:
+        log.warning("ENERGY_LEDGER_KEY is not set: the audit ledger is not kept")
+    chosen = [available[name] for name in only] or list(available.values())
     # The fleet refresh reads every read model; it runs with the full set only.
     periodic = [] if only else [FleetEfficiencyRefresh(interval=settings.fleet_refresh_seconds)]
     stop = threading.Event()
@@ -344,20 +395,185 @@ def projections() -> None:
     help="exit 1 unless a projector is attached (for health checks)",
 )
 def projections_status(check: bool) -> None:
-    """Each projection's checkpoint and how many events it has yet to apply."""
-    url = Settings.from_env().require_database_url()
-    with psycopg.connect(url, autocommit=True, connect_timeout=5) as conn:
-        rows = statuses(conn, ALL_PROJECTIONS)
+    """Each projection's checkpoint, how far behind it is, and whether it is caught up,
+    running or stalled (and why)."""
+    settings = Settings.from_env()
+    with psycopg.connect(
+        settings.require_database_url(), autocommit=True, connect_timeout=5
+    ) as conn:
+        rows = statuses(conn, list(settings.projections()))
         sessions = projector_sessions(conn)
     for row in rows:
-        state = "caught up" if row.caught_up else f"{row.behind} events behind"
         click.echo(
-            f"{row.name:<20} position {row.checkpoint.position:>12}  {state:<24}"
-            f" updated {row.updated_at.isoformat(timespec='seconds')}"
+            f"{row.name:<20} {row.state:<10} position {row.checkpoint.position:>12}"
+            f"  {row.behind:>10} events / {row.seconds_behind:>9.1f} s behind"
+            f"  updated {_when(row.updated_at)}"
+            + (f"\n{'':<20} {row.reason}" if row.reason else "")
         )
     click.echo(f"projector sessions attached: {sessions}")
     if check and sessions == 0:
         raise SystemExit(1)
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.isoformat(timespec="seconds") if moment else "never"
+
+
+def _selection_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The filters ``energy events export`` shares with ``GET /v1/events``."""
+    for option in reversed(
+        [
+            click.option("--after", default=None, help="resume after TRANSACTIONID:POSITION"),
+            click.option("--stream", "streams", multiple=True, help="only this stream"),
+            click.option("--device", "devices", multiple=True, help="only this device's streams"),
+            click.option("--type", "types", multiple=True, help="only this event type"),
+            click.option("--from", "received_from", default=None, help="received at or after"),
+            click.option("--to", "received_to", default=None, help="received before"),
+            click.option("--limit", type=click.IntRange(min=1), default=None),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+def _moment_option(name: str, raw: str | None) -> datetime | None:
+    if raw is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        raise click.BadParameter(f"not an ISO-8601 date-time: {raw!r}", param_hint=name) from None
+    if moment.tzinfo is None:
+        raise click.BadParameter("must carry a UTC offset, e.g. ...Z", param_hint=name)
+    return moment
+
+
+def _selection(
+    after: str | None,
+    streams: tuple[str, ...],
+    devices: tuple[str, ...],
+    types: tuple[str, ...],
+    received_from: str | None,
+    received_to: str | None,
+    limit: int | None,
+) -> Selection:
+    try:
+        checkpoint = Checkpoint.parse(after) if after else START
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--after") from None
+    chosen = [*streams, *(stream for device in devices for stream in device_streams(device))]
+    return Selection(
+        after=checkpoint,
+        streams=tuple(chosen) or None,
+        event_types=types or None,
+        received_from=_moment_option("--from", received_from),
+        received_to=_moment_option("--to", received_to),
+        limit=limit,
+    )
+
+
+def _progress() -> Progress:
+    """A progress bar on stderr (shown only on a terminal): count, rate and time left."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]} events/s"),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        disable=not sys.stderr.isatty(),
+        transient=True,
+    )
+
+
+@cli.group()
+def events() -> None:
+    """The event log itself: export it, verify it against the audit ledger."""
+
+
+@events.command("export")
+@_selection_options
+@click.option("--format", "fmt", type=click.Choice(["ndjson", "csv"]), default="ndjson")
+@click.option("--out", type=click.File("w"), default="-", help="file to write [stdout]")
+def events_export(fmt: str, out: Any, **filters: Any) -> None:
+    """Write the log in commit-safe order (as stored, never upcast) as NDJSON or CSV."""
+    selection = _selection(**filters)
+    url = Settings.from_env().require_database_url()
+    with psycopg.connect(url, autocommit=True) as conn, _progress() as bar:
+        head = conn.execute(HEAD).fetchone()
+        task = bar.add_task("export", total=selection.limit or (head[0] if head else None), rate=0)
+        began, written = time.monotonic(), 0
+        stream = iter_events(conn, selection)
+        lines = ndjson(stream) if fmt == "ndjson" else csv_lines(stream)
+        for line in lines:
+            out.write(line.decode() if isinstance(line, bytes) else line)
+            written += 1
+            if written % 10_000 == 0:
+                rate = round(written / max(time.monotonic() - began, 1e-9))
+                bar.update(task, completed=written, rate=f"{rate:,}")
+    exported = written - (1 if fmt == "csv" else 0)
+    click.echo(f"exported {exported} events", err=True)
+
+
+@events.command("verify")
+@click.option(
+    "--checkpoints",
+    "exported",
+    type=click.File("r"),
+    default=None,
+    help="also compare with checkpoints exported earlier (energy ledger export)",
+)
+def events_verify(exported: Any) -> None:
+    """Replay the log, recompute the audit chain, compare it with the ledger's entries and
+    signed checkpoints; print OK or the first position where it stops matching (exit 1)."""
+    settings = Settings.from_env()
+    key, url = settings.require_ledger_key(), settings.require_database_url()
+    outside = list(read_checkpoints(exported)) if exported is not None else []
+    began = time.monotonic()
+    with (
+        psycopg.connect(url, autocommit=True) as log_conn,
+        psycopg.connect(url, autocommit=True) as ledger_conn,
+        _progress() as bar,
+    ):
+        head = log_conn.execute(HEAD).fetchone()
+        task = bar.add_task("verify", total=head[0] if head else None, rate=0)
+
+        def show(done: int) -> None:
+            rate = round(done / max(time.monotonic() - began, 1e-9))
+            bar.update(task, completed=done, rate=f"{rate:,}")
+
+        result = verify(log_conn, ledger_conn, key, outside, progress=show)
+    elapsed = time.monotonic() - began
+    summary = (
+        f"{result.events} events read, {result.chained} chained by the ledger,"
+        f" {result.checkpoints} checkpoints compared in {elapsed:.1f} s"
+        f" ({result.events / max(elapsed, 1e-9):,.0f} events/s)"
+    )
+    if result.mismatch is None:
+        click.echo(f"OK: {summary}")
+        return
+    mismatch = result.mismatch
+    click.echo(
+        f"MISMATCH ({mismatch.kind}) at position {mismatch.position} (event #{mismatch.seq}):"
+        f" {mismatch.detail}\n{summary}"
+    )
+    raise SystemExit(1)
+
+
+@cli.group()
+def ledger() -> None:
+    """The audit ledger's signed checkpoints."""
+
+
+@ledger.command("export")
+@click.option("--out", type=click.File("w"), default="-", help="file to write [stdout]")
+def ledger_export(out: Any) -> None:
+    """Write every signed checkpoint as NDJSON, to keep outside the database."""
+    url = Settings.from_env().require_database_url()
+    with psycopg.connect(url, autocommit=True) as conn:
+        found = ledger_checkpoints(conn)
+    write_checkpoints(found, out)
+    click.echo(f"exported {len(found)} checkpoints", err=True)
 
 
 class Supervised:
@@ -417,6 +633,10 @@ def up(bind: str | None, workers: int | None) -> None:
         settings = attrs.evolve(settings, database_url=url)
     applied = migrations.migrate(settings.require_database_url())
     click.echo(f"migrations: {len(applied)} applied, schema up to date")
+    if settings.ledger_key is None:
+        key_file = ledger_key_file(settings.data_dir)
+        os.environ["ENERGY_LEDGER_KEY"] = key_file.read_text().strip()
+        click.echo(f"ledger key: {key_file} (set ENERGY_LEDGER_KEY to use your own)")
     bind = bind or settings.bind
     projector = Supervised([sys.executable, "-m", "main", "project"], "projector")
     click.echo(f"projector running (pid {projector.pid}), restarted if it stops")

@@ -26,3 +26,9 @@ def _vehicle_reading_v1_to_v2(payload: dict[str, Any]) -> dict[str, Any]:
 UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {
     ("VehicleReadingRecorded", 1): _vehicle_reading_v1_to_v2,
 }
+
+
+def device_streams(device_id: str) -> tuple[str, ...]:
+    """The streams one device writes: its readings as a meter or a vehicle, and the mappings
+    made for it as a vehicle (see ``readings.reading_stream``, ``mappings.mapping_stream``)."""
+    return (f"meter-{device_id}", f"vehicle-{device_id}", f"vehicle-{device_id}-mappings")

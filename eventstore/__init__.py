@@ -10,6 +10,7 @@ from eventstore.records import (
     AppendStatus,
     Checkpoint,
     NewEvent,
+    Selection,
     StoredEvent,
 )
 from eventstore.store import EventStore, StoreUnavailable
@@ -22,6 +23,7 @@ __all__ = [
     "Codec",
     "EventStore",
     "NewEvent",
+    "Selection",
     "StoreUnavailable",
     "StoredEvent",
     "UnknownEventType",

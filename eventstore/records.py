@@ -17,6 +17,21 @@ class Checkpoint:
     transaction_id: int
     position: int
 
+    def token(self) -> str:
+        """``transaction_id:position``, the form a reader passes back to resume after it."""
+        return f"{self.transaction_id}:{self.position}"
+
+    @classmethod
+    def parse(cls, token: str) -> Checkpoint:
+        """The checkpoint ``token`` names; ``ValueError`` when it names none."""
+        transaction_id, sep, position = token.partition(":")
+        if not sep or not transaction_id.isdigit() or not position.isdigit():
+            raise ValueError("must be transactionId:position, e.g. 742:1001")
+        parsed = cls(transaction_id=int(transaction_id), position=int(position))
+        if parsed.transaction_id >= 2**63 or parsed.position >= 2**63:
+            raise ValueError("is out of range")
+        return parsed
+
 
 START = Checkpoint(transaction_id=0, position=0)
 

@@ -23,7 +23,8 @@ READS = (
     "vehicle_history",
     "meter_history",
     "vehicle_meter_map",
-    "efficiency_rollups",
+    "meter_hourly",
+    "vehicle_hourly",
 )
 
 EFFICIENCY = """

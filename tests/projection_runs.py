@@ -9,7 +9,7 @@ import psycopg
 
 from projections.catalogue import ALL
 from projections.runtime import catch_up, ensure_checkpoints, has_reached
-from projections.status import statuses
+from queries.projection_status import statuses
 
 READ_MODELS: dict[str, str] = {
     "meter_live": "SELECT meter_id, kwh_consumed_ac, voltage, recorded_at, received_at, position"
@@ -44,7 +44,9 @@ def project_through(conn: psycopg.Connection[Any], position: int, timeout: float
 def wait_caught_up(conn: psycopg.Connection[Any], timeout: float = 60.0) -> None:
     """Wait until every projection has applied every event in the log (someone else runs them)."""
     deadline = time.monotonic() + timeout
-    while behind := {s.name: s.behind for s in statuses(conn, ALL) if not s.caught_up}:
+    while behind := {
+        s.name: s.behind for s in statuses(conn, [p.name for p in ALL]) if not s.caught_up
+    }:
         if time.monotonic() > deadline:
             raise AssertionError(f"projections still behind after {timeout} s: {behind}")
         time.sleep(0.05)

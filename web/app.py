@@ -8,11 +8,13 @@ from web import problems
 from web.analytics import PerformanceResource
 from web.context import Dependencies, RequestIdMiddleware
 from web.devices import MeterResource, VehicleResource, meters, vehicles
+from web.events import EventsResource
 from web.fleet import FleetSummaryResource
 from web.health import HealthResource, ReadyResource
 from web.ingest import IngestResource
 from web.mappings import MappingsResource
 from web.openapi import add_docs, load_document
+from web.projection_status import ProjectionsResource
 from web.readings import MeterReadingsResource, VehicleReadingsResource
 
 
@@ -34,6 +36,8 @@ def create_app(deps: Dependencies) -> falcon.App:
     app.add_route("/v1/meters/{meter_id}", MeterResource(deps))
     app.add_route("/v1/meters/{meter_id}/readings", MeterReadingsResource(deps))
     app.add_route("/v1/fleet/summary", FleetSummaryResource(deps))
+    app.add_route("/v1/events", EventsResource(deps))
+    app.add_route("/v1/projections", ProjectionsResource(deps))
     add_docs(app, load_document())
     problems.register(app)
     return app

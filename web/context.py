@@ -53,6 +53,7 @@ class Dependencies:
     rules: TimeRules = TimeRules()
     limits: Limits = Limits()
     read: ReadSettings = ReadSettings()
+    projections: tuple[str, ...] = ()  # the projections this deployment runs, by name
 
 
 def request_metadata(req: falcon.Request) -> dict[str, Any]:

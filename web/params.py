@@ -47,6 +47,9 @@ class Params:
             if isinstance(value, list):
                 self.errors.append(WireError(field=name, message="may be given only once"))
                 self._values[name] = None
+            elif "\x00" in value:  # no text column can hold it
+                self.errors.append(WireError(field=name, message="must not contain NUL"))
+                self._values[name] = None
 
     def _raw(self, name: str) -> str | None:
         value = self._values.get(name)
@@ -57,6 +60,10 @@ class Params:
 
     def _refuse(self, name: str, message: str) -> None:
         self.errors.append(WireError(field=name, message=message))
+
+    def text(self, name: str) -> str | None:
+        """The parameter as given (``None`` when absent)."""
+        return self._raw(name)
 
     def integer(self, name: str, *, low: int, high: int, default: int | None = None) -> int | None:
         raw = self._raw(name)

@@ -11,6 +11,7 @@ from psycopg_pool import ConnectionPool
 
 from eventstore import EventStore
 from main import readiness_probe
+from projections.catalogue import NAMES
 from queries.pool import ReadPool
 from web.app import create_app
 from web.context import Dependencies, Limits, ReadSettings
@@ -39,6 +40,7 @@ def make_client(pool: ConnectionPool[Any], read: ReadSettings = READ) -> testing
         readiness=lambda: readiness_probe(pool),
         limits=LIMITS,
         read=read,
+        projections=NAMES,
     )
     return testing.TestClient(create_app(deps))
 

@@ -474,7 +474,8 @@ def test_a_read_whose_position_is_not_reached_in_time_says_how_far_behind_it_is(
     assert consistency["reached"] is False and consistency["minPosition"] == second
     lagging = {lag["projection"]: lag for lag in consistency["lagging"]}
     assert set(lagging) == {
-        "efficiency_rollups",
+        "meter_hourly",
+        "vehicle_hourly",
         "meter_history",
         "vehicle_history",
         "vehicle_live",
@@ -527,6 +528,12 @@ BAD_QUERIES = [
     ("/v1/meters/M1/readings", {"from": iso(NOW), "to": iso(NOW)}, "from"),
     ("/v1/fleet/summary", {"lowest": "101"}, "lowest"),
     ("/v1/fleet/summary", {"page": "2"}, "page"),
+    ("/v1/events", {"stream": "meter-\x00"}, "stream"),
+    ("/v1/events", {"after": "12"}, "after"),
+    ("/v1/events", {"after": "1:99999999999999999999"}, "after"),
+    ("/v1/events", {"device": "M 1"}, "device"),
+    ("/v1/events", {"type": ","}, "type"),
+    ("/v1/projections", {"name": "x"}, "name"),
 ]
 
 

@@ -22,7 +22,7 @@ from commands.outcomes import Status
 from domain.rules import TimeRules
 from eventstore import EventStore
 from projections.catalogue import ALL
-from projections.status import projector_sessions, statuses
+from queries.projection_status import projector_sessions, statuses
 from tests.databases import Databases
 from tests.projection_runs import dump, project_through, wait_caught_up
 
@@ -93,7 +93,7 @@ def start_projector(url: str) -> subprocess.Popen[bytes]:
 
 def progress(conn: psycopg.Connection[Any]) -> tuple[int, int]:
     """(events applied summed over the projections, events still to apply)."""
-    rows = statuses(conn, ALL)
+    rows = statuses(conn, [p.name for p in ALL])
     return sum(r.checkpoint.position for r in rows), sum(r.behind for r in rows)
 
 
