@@ -46,6 +46,7 @@ from projections.catalogue import LEDGER, NAMES, with_ledger
 from projections.fleet_efficiency import FleetEfficiencyRefresh
 from projections.ledger import checkpoints as ledger_checkpoints
 from projections.ledger import read_checkpoints, verify, write_checkpoints
+from projections.rebuild import RebuildBusy, rebuild
 from projections.runtime import Projection, Projector
 from queries.pool import ReadPool
 from queries.projection_status import PROJECTOR_APPLICATION, projector_sessions, statuses
@@ -413,6 +414,43 @@ def projections_status(check: bool) -> None:
     click.echo(f"projector sessions attached: {sessions}")
     if check and sessions == 0:
         raise SystemExit(1)
+
+
+@projections.command("rebuild")
+@click.argument("name", type=click.Choice(sorted(NAMES)))
+@click.option("--restart", is_flag=True, help="discard an interrupted rebuild, start over")
+def projections_rebuild(name: str, restart: bool) -> None:
+    """Rebuild NAME from position zero into new tables while the current ones keep serving,
+    then switch readers to them in one transaction. An interrupted rebuild resumes."""
+    settings = Settings.from_env()
+    url = settings.require_database_url()
+    if name == LEDGER:
+        settings.require_ledger_key()
+    projection = settings.projections()[name]
+    began = time.monotonic()
+    with _progress() as bar:
+        task = bar.add_task(f"rebuild {name}", total=None, rate=0)
+
+        def show(done: int, total: int) -> None:
+            rate = round(done / max(time.monotonic() - began, 1e-9))
+            bar.update(task, completed=done, total=total, rate=f"{rate:,}")
+
+        try:
+            outcome = rebuild(
+                lambda: psycopg.connect(url, application_name="energy-rebuild"),
+                projection,
+                batch_size=settings.projector_batch_size,
+                restart=restart,
+                progress=show,
+            )
+        except RebuildBusy as exc:
+            raise click.ClickException(str(exc)) from None
+    elapsed = time.monotonic() - began
+    click.echo(
+        f"rebuilt {name}{' (resumed)' if outcome['resumed'] else ''}: {outcome['applied']} events"
+        f" in {elapsed:.1f} s ({outcome['applied'] / max(elapsed, 1e-9):,.0f} events/s),"
+        " readers switched to the new tables"
+    )
 
 
 def _when(moment: datetime | None) -> str:

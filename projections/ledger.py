@@ -95,6 +95,7 @@ class LedgerProjection:
     """Chains the events of each batch; ``key`` signs the checkpoints."""
 
     name = "ledger"
+    tables = ("ledger_entries", "ledger_checkpoints")
 
     def __init__(self, key: bytes, *, every: int = 1000, at_least_every: float = 60.0) -> None:
         self._key, self._key_id = key, key_id(key)

@@ -20,5 +20,8 @@ ON CONFLICT DO NOTHING
 AHEAD = "SELECT ensure_month_partitions('meter_history', now(), now() + interval '2 months')"
 
 PROJECTION = SqlProjection(
-    name="meter_history", statements=(PARTITIONS, INSERT), housekeeping=(AHEAD,)
+    name="meter_history",
+    tables=("meter_history",),
+    statements=(PARTITIONS, INSERT),
+    housekeeping=(AHEAD,),
 )

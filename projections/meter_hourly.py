@@ -20,4 +20,4 @@ SET kwh_consumed_ac = h.kwh_consumed_ac + EXCLUDED.kwh_consumed_ac,
     readings = h.readings + EXCLUDED.readings
 """
 
-PROJECTION = SqlProjection(name="meter_hourly", statements=(UPSERT,))
+PROJECTION = SqlProjection(name="meter_hourly", tables=("meter_hourly",), statements=(UPSERT,))

@@ -22,4 +22,4 @@ SET kwh_consumed_ac = EXCLUDED.kwh_consumed_ac,
 WHERE live.recorded_at < EXCLUDED.recorded_at
 """
 
-PROJECTION = SqlProjection(name="meter_live", statements=(UPSERT,))
+PROJECTION = SqlProjection(name="meter_live", tables=("meter_live",), statements=(UPSERT,))

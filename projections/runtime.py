@@ -94,6 +94,7 @@ class Batch:
 
 class Projection(Protocol):
     name: str
+    tables: tuple[str, ...]  # the read model's tables: what a rebuild builds anew
 
     def prepare(self, conn: psycopg.Connection[Any]) -> None:
         """Housekeeping run at start and every hour (e.g. partitions ahead of time)."""
@@ -106,6 +107,7 @@ class SqlProjection:
     """A projection that is nothing but set-based statements over the batch bounds."""
 
     name: str
+    tables: tuple[str, ...]
     statements: tuple[str, ...]
     housekeeping: tuple[str, ...] = ()
 
@@ -163,25 +165,33 @@ def run_batch(conn: psycopg.Connection[Any], projection: Projection, batch_size:
     if conn.info.transaction_status is not TransactionStatus.IDLE:
         raise RuntimeError("run_batch needs a connection with no transaction open")
     with conn.transaction():
-        cursor = conn.cursor(row_factory=tuple_row)
-        row = cursor.execute(LOCK_CHECKPOINT, {"name": projection.name}).fetchone()
-        if row is None:
-            return None
-        after = _checkpoint(row)
-        end = cursor.execute(
-            BATCH_END,
-            {
-                "after_tx": str(after.transaction_id),
-                "after_pos": after.position,
-                "limit": batch_size,
-            },
-        ).fetchone()
-        if end is None:
-            return 0
-        batch = Batch(after=after, upto=_checkpoint(end), size=int(end[2]))
-        projection.apply(conn, batch)
-        cursor.execute(SAVE_CHECKPOINT, {"name": projection.name, **batch.params})
-        return batch.size
+        return apply_next(conn, projection, batch_size)
+
+
+def apply_next(
+    conn: psycopg.Connection[Any], projection: Projection, batch_size: int
+) -> int | None:
+    """``run_batch`` inside the caller's transaction: lock the checkpoint row, apply the next
+    batch, move the checkpoint. The caller commits (or rolls back) all of it."""
+    cursor = conn.cursor(row_factory=tuple_row)
+    row = cursor.execute(LOCK_CHECKPOINT, {"name": projection.name}).fetchone()
+    if row is None:
+        return None
+    after = _checkpoint(row)
+    end = cursor.execute(
+        BATCH_END,
+        {
+            "after_tx": str(after.transaction_id),
+            "after_pos": after.position,
+            "limit": batch_size,
+        },
+    ).fetchone()
+    if end is None:
+        return 0
+    batch = Batch(after=after, upto=_checkpoint(end), size=int(end[2]))
+    projection.apply(conn, batch)
+    cursor.execute(SAVE_CHECKPOINT, {"name": projection.name, **batch.params})
+    return batch.size
 
 
 def catch_up(conn: psycopg.Connection[Any], projection: Projection, batch_size: int = 5000) -> int:
@@ -207,6 +217,27 @@ def has_reached(conn: psycopg.Connection[Any], name: str, position: int) -> bool
     """Whether projection ``name`` has applied the event at ``position``."""
     row = conn.execute(REACHED, {"name": name, "position": position}).fetchone()
     return bool(row and row[0])
+
+
+def projector_session(conn: psycopg.Connection[Any]) -> psycopg.Connection[Any]:
+    """``conn`` set up as every projector session is (the projector's and a rebuild's)."""
+    # Every batch is an explicit transaction; between batches the session must hold none,
+    # or its transaction id would hold back the commit-safe fence of every reader.
+    conn.autocommit = True
+    # Read models are derived data and each batch commits with its checkpoint, so a batch
+    # lost in a server crash is lost together with its checkpoint and simply applied again:
+    # waiting for the WAL flush would buy nothing.
+    conn.execute("SET synchronous_commit = off")
+    # After a few executions a prepared statement may switch to a generic plan, and a
+    # generic plan cannot see how narrow a batch's (transaction_id, position) range is: it
+    # scans the whole event table for every batch. Planning with the values costs far less
+    # than the thousands of events a batch applies.
+    conn.execute("SET plan_cache_mode = force_custom_plan")
+    # A batch is a few thousand rows reached by index: compiling it (JIT) or starting
+    # parallel workers costs more than it saves, and misestimates make both likelier.
+    conn.execute("SET jit = off")
+    conn.execute("SET max_parallel_workers_per_gather = 0")
+    return conn
 
 
 class Projector:
@@ -269,24 +300,7 @@ class Projector:
             thread.join()
 
     def _session(self) -> psycopg.Connection[Any]:
-        conn = self._connect()
-        # Every batch is an explicit transaction; between batches the session must hold
-        # none, or its transaction id would hold back the commit-safe fence of every reader.
-        conn.autocommit = True
-        # Read models are derived data and each batch commits with its checkpoint, so a
-        # batch lost in a server crash is lost together with its checkpoint and simply
-        # applied again: waiting for the WAL flush would buy nothing.
-        conn.execute("SET synchronous_commit = off")
-        # After a few executions a prepared statement may switch to a generic plan, and a
-        # generic plan cannot see how narrow a batch's (transaction_id, position) range
-        # is: it scans the whole event table for every batch. Planning with the values
-        # costs far less than the thousands of events a batch applies.
-        conn.execute("SET plan_cache_mode = force_custom_plan")
-        # A batch is a few thousand rows reached by index: compiling it (JIT) or starting
-        # parallel workers costs more than it saves, and misestimates make both likelier.
-        conn.execute("SET jit = off")
-        conn.execute("SET max_parallel_workers_per_gather = 0")
-        return conn
+        return projector_session(self._connect())
 
     def _loop(self, projection: Projection, stop: threading.Event) -> None:
         wake = self._wake[projection.name]

@@ -23,5 +23,8 @@ ON CONFLICT DO NOTHING
 AHEAD = "SELECT ensure_month_partitions('vehicle_history', now(), now() + interval '2 months')"
 
 PROJECTION = SqlProjection(
-    name="vehicle_history", statements=(PARTITIONS, INSERT), housekeeping=(AHEAD,)
+    name="vehicle_history",
+    tables=("vehicle_history",),
+    statements=(PARTITIONS, INSERT),
+    housekeeping=(AHEAD,),
 )

@@ -21,4 +21,4 @@ SET kwh_delivered_dc = h.kwh_delivered_dc + EXCLUDED.kwh_delivered_dc,
     readings = h.readings + EXCLUDED.readings
 """
 
-PROJECTION = SqlProjection(name="vehicle_hourly", statements=(UPSERT,))
+PROJECTION = SqlProjection(name="vehicle_hourly", tables=("vehicle_hourly",), statements=(UPSERT,))

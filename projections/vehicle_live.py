@@ -25,4 +25,4 @@ SET soc = EXCLUDED.soc,
 WHERE live.recorded_at < EXCLUDED.recorded_at
 """
 
-PROJECTION = SqlProjection(name="vehicle_live", statements=(UPSERT,))
+PROJECTION = SqlProjection(name="vehicle_live", tables=("vehicle_live",), statements=(UPSERT,))

@@ -49,6 +49,7 @@ Origin = tuple[datetime, int]  # the effective_from and position of the event be
 
 class VehicleMeterMapProjection:
     name = "vehicle_meter_map"
+    tables = ("vehicle_meter_map",)
 
     def prepare(self, conn: psycopg.Connection[Any]) -> None:
         """Nothing to do ahead of time."""

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import random
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
+from psycopg_pool import ConnectionPool
 
+from commands.ingest import ingest
+from commands.mapping import create_mapping
+from commands.outcomes import Status
+from domain.rules import TimeRules
+from eventstore import EventStore
 from projections.catalogue import ALL
 from projections.runtime import catch_up, ensure_checkpoints, has_reached
 from queries.projection_status import statuses
+
+LOG_NOW = datetime(2026, 7, 1, tzinfo=UTC)
 
 READ_MODELS: dict[str, str] = {
     "meter_live": "SELECT meter_id, kwh_consumed_ac, voltage, recorded_at, received_at, position"
@@ -55,3 +65,49 @@ def wait_caught_up(conn: psycopg.Connection[Any], timeout: float = 60.0) -> None
 def dump(conn: psycopg.Connection[Any]) -> dict[str, list[tuple[Any, ...]]]:
     """Every read model's rows in a stable order (projection timestamps left out)."""
     return {name: conn.execute(query).fetchall() for name, query in READ_MODELS.items()}
+
+
+def write_log(url: str, rng: random.Random) -> None:
+    """About 12,000 readings of 30 devices, in batches of the real write path: late and
+    out-of-order readings, duplicates, and remappings between the batches."""
+    clock = lambda: LOG_NOW  # noqa: E731
+    with ConnectionPool(url, min_size=1, max_size=2, open=True) as pool:
+        store = EventStore(pool)
+        start = LOG_NOW - timedelta(days=3)
+        for minute in range(0, 400, 25):
+            bodies: list[dict[str, Any]] = []
+            for offset in range(minute, minute + 25):
+                at = start + timedelta(minutes=offset)
+                if rng.random() < 0.1:  # a backlog upload, hours late
+                    at -= timedelta(hours=rng.randrange(1, 30), seconds=rng.randrange(1, 60))
+                for n in range(15):
+                    bodies.append(
+                        {
+                            "meterId": f"M{n}",
+                            "kwhConsumedAc": round(rng.uniform(0, 0.2), 4),
+                            "voltage": 230.0,
+                            "timestamp": at.isoformat(),
+                        }
+                    )
+                    bodies.append(
+                        {
+                            "vehicleId": f"V{n}",
+                            "soc": 50,
+                            "kwhDeliveredDc": round(rng.uniform(0, 0.18), 4),
+                            "batteryTemp": round(rng.uniform(15, 40), 1),
+                            "timestamp": at.isoformat(),
+                        }
+                    )
+            bodies += rng.sample(bodies, 20)  # sent twice
+            outcomes = ingest(bodies, store=store, clock=clock, rules=TimeRules(), metadata={})
+            assert {o.status for o in outcomes} <= {Status.ACCEPTED, Status.DUPLICATE}
+            vehicle, meter = rng.randrange(15), rng.randrange(15)
+            mapping = {
+                "vehicleId": f"V{vehicle}",
+                "meterId": f"M{meter}",
+                "effectiveFrom": (start + timedelta(minutes=minute)).isoformat(),
+            }
+            outcome, _ = create_mapping(
+                mapping, store=store, clock=clock, rules=TimeRules(), metadata={}
+            )
+            assert outcome.status is Status.ACCEPTED

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from datetime import timedelta
 from typing import Any
 
@@ -47,9 +48,17 @@ def lines(client: testing.TestClient, **params: Any) -> list[dict[str, Any]]:
 
 
 def write(client: testing.TestClient) -> list[dict[str, Any]]:
-    """Post the readings one by one and a mapping; the write answers, in order."""
+    """Post the readings one by one and a mapping; the write answers, in order.
+
+    Returns once the log serves all of them: the commit-safe fence is cluster-wide, and any
+    transaction open on the server (another test's) holds newer events back a moment.
+    """
     answers = [post(client, "/v1/ingest", body) for body in READINGS]
     answers.append(post(client, "/v1/mappings", {"vehicleId": "V1", "meterId": "M1"}))
+    wanted, deadline = {a["position"] for a in answers}, time.monotonic() + 60
+    while not wanted <= {e["position"] for e in lines(client)}:
+        assert time.monotonic() < deadline, "the written events never came through the fence"
+        time.sleep(0.05)
     return answers
 
 

@@ -9,76 +9,23 @@ import random
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg_pool import ConnectionPool
 
-from commands.ingest import ingest
-from commands.mapping import create_mapping
-from commands.outcomes import Status
-from domain.rules import TimeRules
-from eventstore import EventStore
 from projections.catalogue import ALL
 from queries.projection_status import projector_sessions, statuses
 from tests.databases import Databases
-from tests.projection_runs import dump, project_through, wait_caught_up
+from tests.projection_runs import dump, project_through, wait_caught_up, write_log
 
 ROOT = Path(__file__).resolve().parents[2]
-NOW = datetime(2026, 7, 1, tzinfo=UTC)
-RULES = TimeRules()
 CHECKPOINTS = "SELECT name, transaction_id::text, position FROM projection_checkpoints ORDER BY 1"
 HEAD = "SELECT max(position) FROM events"
 READINGS = "SELECT count(*) FROM events WHERE event_type LIKE '%%ReadingRecorded'"
 ROLLED_UP = """
 SELECT (SELECT sum(readings) FROM meter_hourly) + (SELECT sum(readings) FROM vehicle_hourly)
 """
-
-
-def write_log(url: str, rng: random.Random) -> None:
-    """About 12,000 readings of 30 devices, in batches of the real write path: late and
-    out-of-order readings, duplicates, and remappings between the batches."""
-    clock = lambda: NOW  # noqa: E731
-    with ConnectionPool(url, min_size=1, max_size=2, open=True) as pool:
-        store = EventStore(pool)
-        start = NOW - timedelta(days=3)
-        for minute in range(0, 400, 25):
-            bodies: list[dict[str, Any]] = []
-            for offset in range(minute, minute + 25):
-                at = start + timedelta(minutes=offset)
-                if rng.random() < 0.1:  # a backlog upload, hours late
-                    at -= timedelta(hours=rng.randrange(1, 30), seconds=rng.randrange(1, 60))
-                for n in range(15):
-                    bodies.append(
-                        {
-                            "meterId": f"M{n}",
-                            "kwhConsumedAc": round(rng.uniform(0, 0.2), 4),
-                            "voltage": 230.0,
-                            "timestamp": at.isoformat(),
-                        }
-                    )
-                    bodies.append(
-                        {
-                            "vehicleId": f"V{n}",
-                            "soc": 50,
-                            "kwhDeliveredDc": round(rng.uniform(0, 0.18), 4),
-                            "batteryTemp": round(rng.uniform(15, 40), 1),
-                            "timestamp": at.isoformat(),
-                        }
-                    )
-            bodies += rng.sample(bodies, 20)  # sent twice
-            outcomes = ingest(bodies, store=store, clock=clock, rules=RULES, metadata={})
-            assert {o.status for o in outcomes} <= {Status.ACCEPTED, Status.DUPLICATE}
-            vehicle, meter = rng.randrange(15), rng.randrange(15)
-            mapping = {
-                "vehicleId": f"V{vehicle}",
-                "meterId": f"M{meter}",
-                "effectiveFrom": (start + timedelta(minutes=minute)).isoformat(),
-            }
-            outcome, _ = create_mapping(mapping, store=store, clock=clock, rules=RULES, metadata={})
-            assert outcome.status is Status.ACCEPTED
 
 
 def start_projector(url: str) -> subprocess.Popen[bytes]:
