@@ -5,6 +5,7 @@ Nothing imports this module; it imports and wires everything else.
 
 from __future__ import annotations
 
+import getpass
 import logging
 import os
 import secrets
@@ -34,24 +35,31 @@ from rich.progress import (
 )
 
 import migrations
+from commands.credentials import Credentials
 from commands.ingest import CODEC
+from commands.payloads import Invalid
+from domain.credentials import Role
 from domain.efficiency import DEFAULT_LOW_THRESHOLD
 from domain.events import device_streams
+from domain.ledger import read_checkpoints, write_checkpoints
 from domain.rules import TimeRules
 from eventstore import START, Checkpoint, EventStore, Selection
 from eventstore.export import csv_lines, ndjson
-from eventstore.store import HEAD, iter_events
+from eventstore.store import HEAD, iter_events, translated_errors
 from projections.catalogue import BY_NAME as PROJECTIONS
 from projections.catalogue import LEDGER, NAMES, with_ledger
 from projections.fleet_efficiency import FleetEfficiencyRefresh
-from projections.ledger import checkpoints as ledger_checkpoints
-from projections.ledger import read_checkpoints, verify, write_checkpoints
+from projections.ledger import verify
 from projections.rebuild import RebuildBusy, rebuild
 from projections.runtime import Projection, Projector
+from queries.credentials import StoredCredential
+from queries.credentials import find as find_credential
+from queries.credentials import tokens as list_tokens
+from queries.ledger import checkpoints as ledger_checkpoints
 from queries.pool import ReadPool
 from queries.projection_status import PROJECTOR_APPLICATION, projector_sessions, statuses
 from web.app import create_app
-from web.context import Dependencies, Limits, Readiness, ReadSettings
+from web.context import Dependencies, Limits, Readiness, ReadSettings, Security
 
 log = logging.getLogger("energy")
 
@@ -74,6 +82,17 @@ def _env_float(name: str, default: float) -> float:
         return float(raw)
     except ValueError:
         raise click.UsageError(f"{name} must be a number, not {raw!r}") from None
+
+
+def _env_switch(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("on", "true", "1", "yes"):
+        return True
+    if raw in ("off", "false", "0", "no"):
+        return False
+    raise click.UsageError(f"{name} must be on or off, not {raw!r}")
 
 
 def _env_moment(name: str, default: datetime) -> datetime:
@@ -112,6 +131,13 @@ class Settings:
     fleet_refresh_seconds: float
     ledger_key: bytes | None
     ledger_every: int
+    auth: bool
+    token_key: bytes | None
+    rate_per_credential: float
+    rate_burst: float
+    max_json_depth: int
+    api_role: str
+    projector_role: str
     read: ReadSettings
 
     @classmethod
@@ -142,6 +168,15 @@ class Settings:
             if os.environ.get("ENERGY_LEDGER_KEY")
             else None,
             ledger_every=_env_int("ENERGY_LEDGER_EVERY", 1000),
+            auth=_env_switch("ENERGY_AUTH", True),
+            token_key=os.environ["ENERGY_TOKEN_KEY"].encode()
+            if os.environ.get("ENERGY_TOKEN_KEY")
+            else None,
+            rate_per_credential=_env_float("ENERGY_RATE_PER_CREDENTIAL", 100.0),
+            rate_burst=_env_float("ENERGY_RATE_BURST", 200.0),
+            max_json_depth=_env_int("ENERGY_MAX_JSON_DEPTH", 8),
+            api_role=os.environ.get("ENERGY_API_ROLE", "energy_api"),
+            projector_role=os.environ.get("ENERGY_PROJECTOR_ROLE", "energy_projector"),
             read=ReadSettings(
                 max_span=timedelta(days=_env_int("ENERGY_MAX_RANGE_DAYS", 31)),
                 default_page=_env_int("ENERGY_PAGE_SIZE", 100),
@@ -172,6 +207,20 @@ class Settings:
             )
         return self.ledger_key
 
+    def require_token_key(self) -> bytes:
+        if self.token_key is None:
+            raise click.UsageError(
+                "ENERGY_TOKEN_KEY is not set: tokens cannot be checked (or set ENERGY_AUTH=off)"
+            )
+        return self.token_key
+
+    def session_options(self, role: str, *, timeout: bool = True) -> str:
+        """libpq ``options`` of a session: the role it acts as and, for the API's, the
+        statement timeout (a projector's batch or a rebuild may take longer)."""
+        options = [f"-c statement_timeout={self.statement_timeout_ms}"] if timeout else []
+        options += [f"-c role={role}"] if role else []
+        return " ".join(options)
+
     def require_database_url(self) -> str:
         if self.database_url is None:
             raise click.UsageError("DATABASE_URL is not set (or use `energy up` for a local one)")
@@ -181,7 +230,8 @@ class Settings:
 def open_pool(
     settings: Settings, *, name: str, size: int | None = None, url: str | None = None
 ) -> ConnectionPool[Any]:
-    """A connection pool whose sessions give up on any statement after the configured timeout."""
+    """A pool of API sessions: acting as the API's database role (ENERGY_API_ROLE), giving
+    up on any statement after the configured timeout."""
     size = size or settings.pool_size
     return ConnectionPool(
         url or settings.require_database_url(),
@@ -190,7 +240,7 @@ def open_pool(
         timeout=5.0,
         name=name,
         kwargs={
-            "options": f"-c statement_timeout={settings.statement_timeout_ms}",
+            "options": settings.session_options(settings.api_role),
             "application_name": f"energy-{name}",
         },
         open=True,
@@ -224,10 +274,20 @@ _OPEN_POOLS: list[ConnectionPool[Any]] = []
 def wsgi() -> falcon.App:
     """The WSGI app for gunicorn (``main:wsgi()``); called in each worker, after the fork."""
     settings = Settings.from_env()
+    key = settings.require_token_key() if settings.auth else b""
+    if not settings.auth:
+        log.warning(AUTH_OFF)
     pool = open_pool(settings, name="api")
     # Dashboards may read from a streaming replica; read-your-writes waits cover its lag.
     reads = open_pool(settings, name="api-read", url=settings.read_database_url)
     _OPEN_POOLS.extend((pool, reads))
+    credentials = Credentials(pool, key)
+
+    def lookup(token_id: str) -> StoredCredential | None:
+        # The primary, never a replica: a revocation must count at once.
+        with translated_errors(), pool.connection() as conn:
+            return find_credential(conn, token_id)
+
     deps = Dependencies(
         store=EventStore(pool, upcast=CODEC.upcast),
         reads=ReadPool(reads),
@@ -239,6 +299,17 @@ def wsgi() -> falcon.App:
         ),
         read=settings.read,
         projections=tuple(settings.projections()),
+        security=Security(
+            enabled=settings.auth,
+            key=key,
+            lookup=lookup,
+            record_refusal=credentials.record_refusal,
+            # Each worker enforces its share of the per-credential rate.
+            rate=settings.rate_per_credential / max(settings.workers, 1),
+            burst=max(settings.rate_burst / max(settings.workers, 1), 1.0),
+            max_json_depth=settings.max_json_depth,
+        ),
+        credentials=credentials,
     )
     return create_app(deps)
 
@@ -281,9 +352,37 @@ def run_gunicorn(options: dict[str, Any]) -> None:
     Application().run()
 
 
-def ledger_key_file(data_dir: Path) -> Path:
-    """The data folder's ledger key, made (random, readable by the owner only) if missing."""
-    path = data_dir / "ledger.key"
+AUTH_OFF = (
+    "WARNING: ENERGY_AUTH=off: authentication is OFF. Anyone who reaches the port can write"
+    " readings for any device and read everything. For local experiments only."
+)
+NO_CREDENTIALS = "SELECT NOT EXISTS (SELECT 1 FROM credentials)"
+
+
+def first_operator_token(settings: Settings) -> None:
+    """On a database without any token, create an operator token and print it, once."""
+    url = settings.require_database_url()
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(NO_CREDENTIALS).fetchone()
+    if not (row and row[0]):
+        return
+    credentials, pool = _credentials(settings)
+    with pool:
+        event, token = credentials.issue(
+            {"identity": "first-operator", "role": Role.OPERATOR.value},
+            issued_by="energy up",
+            now=utc_now(),
+        )
+    click.secho(
+        f"operator token (shown once; keep it, or make others: energy tokens create):\n{token}\n"
+        f'try: curl -H "Authorization: Bearer {token}" localhost:3000/v1/fleet/summary',
+        fg="green",
+    )
+
+
+def secret_file(data_dir: Path, name: str) -> Path:
+    """A random secret in the data folder, made (readable by the owner only) if missing."""
+    path = data_dir / name
     if not path.exists():
         data_dir.mkdir(parents=True, exist_ok=True)
         path.touch(mode=0o600)
@@ -345,6 +444,10 @@ def serve(bind: str | None, workers: int | None) -> None:
     """Run the HTTP API under gunicorn (the database must already be migrated)."""
     settings = Settings.from_env()
     settings.require_database_url()
+    if settings.auth:
+        settings.require_token_key()
+    else:
+        click.secho(AUTH_OFF, fg="red", bold=True, err=True)
     run_gunicorn(
         gunicorn_options(settings, bind=bind or settings.bind, workers=workers or settings.workers)
     )
@@ -374,7 +477,11 @@ def project(only: tuple[str, ...]) -> None:
         signal.signal(signum, lambda *_: stop.set())
     log.info("projecting %s", ", ".join(p.name for p in chosen))
     Projector(
-        lambda: psycopg.connect(url, application_name=PROJECTOR_APPLICATION),
+        lambda: psycopg.connect(
+            url,
+            application_name=PROJECTOR_APPLICATION,
+            options=settings.session_options(settings.projector_role, timeout=False),
+        ),
         chosen,
         periodic=periodic,
         batch_size=settings.projector_batch_size,
@@ -580,7 +687,8 @@ def events_verify(exported: Any) -> None:
             rate = round(done / max(time.monotonic() - began, 1e-9))
             bar.update(task, completed=done, rate=f"{rate:,}")
 
-        result = verify(log_conn, ledger_conn, key, outside, progress=show)
+        stored = ledger_checkpoints(ledger_conn)
+        result = verify(log_conn, ledger_conn, key, stored, outside, progress=show)
     elapsed = time.monotonic() - began
     summary = (
         f"{result.events} events read, {result.chained} chained by the ledger,"
@@ -612,6 +720,74 @@ def ledger_export(out: Any) -> None:
         found = ledger_checkpoints(conn)
     write_checkpoints(found, out)
     click.echo(f"exported {len(found)} checkpoints", err=True)
+
+
+def _credentials(settings: Settings) -> tuple[Credentials, ConnectionPool[Any]]:
+    """Token management as the owner (the CLI acts with the database's credentials)."""
+    pool = ConnectionPool(settings.require_database_url(), min_size=1, max_size=2, open=True)
+    return Credentials(pool, settings.require_token_key()), pool
+
+
+def _cli_identity() -> str:
+    return f"cli:{getpass.getuser()}"
+
+
+@cli.group()
+def tokens() -> None:
+    """Bearer tokens: create, list, revoke (each creation and revocation is an event)."""
+
+
+@tokens.command("create")
+@click.option("--identity", required=True, help="who holds it: a device, gateway, dashboard")
+@click.option(
+    "--role", required=True, type=click.Choice([role.value for role in Role]), help="what it may do"
+)
+@click.option("--device", "devices", multiple=True, help="a device it may write for (repeat)")
+def tokens_create(identity: str, role: str, devices: tuple[str, ...]) -> None:
+    """Create a token and print it, once: only a keyed hash of it is stored."""
+    settings = Settings.from_env()
+    credentials, pool = _credentials(settings)
+    with pool:
+        try:
+            event, token = credentials.issue(
+                {"identity": identity, "role": role, "devices": list(devices)},
+                issued_by=_cli_identity(),
+                now=utc_now(),
+            )
+        except Invalid as exc:
+            message = "; ".join(f"{e.field}: {e.message}" for e in exc.errors)
+            raise click.UsageError(message) from None
+    click.echo(f"token {event.token_id} for {event.identity} ({event.role}), shown once:")
+    click.echo(token)
+
+
+@tokens.command("list")
+@click.option("--all", "everything", is_flag=True, help="revoked tokens too")
+def tokens_list(everything: bool) -> None:
+    """The tokens (their public ids, never their secrets)."""
+    url = Settings.from_env().require_database_url()
+    with psycopg.connect(url, autocommit=True) as conn:
+        found = list_tokens(conn, include_revoked=everything)
+    for info in found:
+        state = f"revoked {_when(info.revoked_at)}" if info.revoked_at else "live"
+        bound = f" devices {','.join(info.devices)}" if info.devices else ""
+        click.echo(
+            f"{info.token_id}  {info.role:<8} {info.identity:<30} {state:<30}"
+            f" created {_when(info.created_at)} by {info.created_by}{bound}"
+        )
+
+
+@tokens.command("revoke")
+@click.argument("token_id")
+def tokens_revoke(token_id: str) -> None:
+    """Revoke a token at once (by its public id)."""
+    settings = Settings.from_env()
+    credentials, pool = _credentials(settings)
+    with pool:
+        revoked = credentials.revoke(token_id, revoked_by=_cli_identity(), now=utc_now())
+    if revoked is None:
+        raise click.ClickException(f"no live token {token_id}")
+    click.echo(f"revoked {token_id}")
 
 
 class Supervised:
@@ -672,9 +848,18 @@ def up(bind: str | None, workers: int | None) -> None:
     applied = migrations.migrate(settings.require_database_url())
     click.echo(f"migrations: {len(applied)} applied, schema up to date")
     if settings.ledger_key is None:
-        key_file = ledger_key_file(settings.data_dir)
+        key_file = secret_file(settings.data_dir, "ledger.key")
         os.environ["ENERGY_LEDGER_KEY"] = key_file.read_text().strip()
         click.echo(f"ledger key: {key_file} (set ENERGY_LEDGER_KEY to use your own)")
+    if settings.token_key is None:
+        key_file = secret_file(settings.data_dir, "token.key")
+        os.environ["ENERGY_TOKEN_KEY"] = key_file.read_text().strip()
+        click.echo(f"token key: {key_file} (set ENERGY_TOKEN_KEY to use your own)")
+    settings = Settings.from_env()
+    if settings.auth:
+        first_operator_token(settings)
+    else:
+        click.secho(AUTH_OFF, fg="red", bold=True, err=True)
     bind = bind or settings.bind
     projector = Supervised([sys.executable, "-m", "main", "project"], "projector")
     click.echo(f"projector running (pid {projector.pid}), restarted if it stops")

@@ -164,10 +164,25 @@ def fresh_database(admin_dsn: str, keep: bool = False) -> Iterator[str]:
 
 
 @contextmanager
-def server(database_url: str, workers: int, timeout_s: float = 30.0) -> Iterator[Server]:
-    """``python -m main serve`` on a free port of its own, yielded once it is ready."""
+def server(
+    database_url: str,
+    workers: int,
+    timeout_s: float = 30.0,
+    settings: dict[str, str] | None = None,
+) -> Iterator[Server]:
+    """``python -m main serve`` on a free port of its own, yielded once it is ready.
+
+    ``settings`` are extra ``ENERGY_*`` variables; without them authentication is off
+    (a benchmark that measures it passes ``ENERGY_AUTH`` and ``ENERGY_TOKEN_KEY``).
+    """
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": database_url, "ENERGY_LOG_LEVEL": "warning"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "ENERGY_LOG_LEVEL": "warning",
+        "ENERGY_AUTH": "off",
+        **(settings or {}),
+    }
     command = [sys.executable, "-m", "main", "serve", "--bind", f"127.0.0.1:{port}"]
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(

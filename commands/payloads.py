@@ -18,6 +18,7 @@ from cattrs import Converter
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError
 from cattrs.gen import make_dict_structure_fn, override
 
+from domain.credentials import IssueToken
 from domain.mappings import MapVehicleToMeter
 from domain.readings import RecordMeterReading, RecordVehicleReading
 from domain.rules import FieldError
@@ -93,7 +94,7 @@ def _build_converter() -> Converter:
     converter.register_structure_hook(float, _number)
     converter.register_structure_hook(str, _text)
     converter.register_structure_hook(datetime, _moment)
-    for cls in (RecordMeterReading, RecordVehicleReading, MapVehicleToMeter):
+    for cls in (RecordMeterReading, RecordVehicleReading, MapVehicleToMeter, IssueToken):
         renames = {a.name: override(rename=camel(a.name)) for a in attrs.fields(cls)}
         converter.register_structure_hook(
             cls, make_dict_structure_fn(cls, converter, _cattrs_forbid_extra_keys=True, **renames)

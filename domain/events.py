@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from domain.credentials import TokenIssued, TokenRevoked
 from domain.mappings import VehicleMeterMapped
 from domain.readings import MeterReadingRecorded, VehicleReadingRecorded
 
@@ -13,6 +14,8 @@ EVENT_TYPES: dict[type, tuple[str, int]] = {
     MeterReadingRecorded: ("MeterReadingRecorded", 1),
     VehicleReadingRecorded: ("VehicleReadingRecorded", 2),
     VehicleMeterMapped: ("VehicleMeterMapped", 1),
+    TokenIssued: ("TokenIssued", 1),
+    TokenRevoked: ("TokenRevoked", 1),
 }
 
 

@@ -15,13 +15,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Iterable, Iterator
-from datetime import datetime
-from typing import IO, Any
+from typing import Any
 
-import orjson
 import psycopg
 from attrs import frozen
 
+from domain.ledger import Checkpoint, key_id, sign
 from projections.runtime import Batch
 
 ZERO = bytes(32)
@@ -58,19 +57,6 @@ VALUES (%(seq)s, %(transaction_id)s::text::xid8, %(position)s, %(chain_hash)s, %
 ENTRIES = """
 COPY (SELECT seq, position, encode(chain_hash, 'hex') FROM ledger_entries ORDER BY seq) TO STDOUT
 """
-CHECKPOINTS = """
-SELECT seq, transaction_id::text, position, chain_hash, signature, key_id, created_at
-FROM ledger_checkpoints ORDER BY seq
-"""
-
-
-def key_id(key: bytes) -> str:
-    """A name for a key that reveals nothing of it."""
-    return hashlib.sha256(b"energy-ledger-key:" + key).hexdigest()[:16]
-
-
-def sign(key: bytes, seq: int, position: int, chain_hash: bytes) -> bytes:
-    return hmac.new(key, f"{seq}:{position}:{chain_hash.hex()}".encode(), "sha256").digest()
 
 
 def split(line: bytes) -> tuple[int, bytes, int]:
@@ -78,17 +64,6 @@ def split(line: bytes) -> tuple[int, bytes, int]:
     transaction_id, record = line.rstrip(b"\n").split(b"\t", 1)
     position = int(record.split(b"\t", 2)[1])
     return int(transaction_id), record, position
-
-
-@frozen(kw_only=True)
-class Checkpoint:
-    seq: int
-    transaction_id: int
-    position: int
-    chain_hash: bytes
-    signature: bytes
-    key_id: str
-    created_at: datetime | None = None
 
 
 class LedgerProjection:
@@ -144,53 +119,6 @@ class LedgerProjection:
         }
 
 
-def checkpoints(conn: psycopg.Connection[Any]) -> list[Checkpoint]:
-    """Every checkpoint the ledger has signed, in chain order."""
-    return [
-        Checkpoint(
-            seq=seq,
-            transaction_id=int(tx),
-            position=position,
-            chain_hash=bytes(chain),
-            signature=bytes(signature),
-            key_id=signed_by,
-            created_at=created_at,
-        )
-        for seq, tx, position, chain, signature, signed_by, created_at in conn.execute(CHECKPOINTS)
-    ]
-
-
-def write_checkpoints(found: Iterable[Checkpoint], out: IO[str]) -> None:
-    """Checkpoints as NDJSON, hashes and signatures in hex: a file to keep elsewhere."""
-    for checkpoint in found:
-        record = {
-            "seq": checkpoint.seq,
-            "transactionId": checkpoint.transaction_id,
-            "position": checkpoint.position,
-            "chainHash": checkpoint.chain_hash.hex(),
-            "signature": checkpoint.signature.hex(),
-            "keyId": checkpoint.key_id,
-            "createdAt": checkpoint.created_at.isoformat() if checkpoint.created_at else None,
-        }
-        out.write(orjson.dumps(record).decode() + "\n")
-
-
-def read_checkpoints(lines: Iterable[str]) -> Iterator[Checkpoint]:
-    """The checkpoints ``write_checkpoints`` wrote."""
-    for line in lines:
-        if not line.strip():
-            continue
-        record = orjson.loads(line)
-        yield Checkpoint(
-            seq=int(record["seq"]),
-            transaction_id=int(record["transactionId"]),
-            position=int(record["position"]),
-            chain_hash=bytes.fromhex(record["chainHash"]),
-            signature=bytes.fromhex(record["signature"]),
-            key_id=str(record["keyId"]),
-        )
-
-
 @frozen(kw_only=True)
 class Mismatch:
     """The first place where the log stops matching the ledger, and how."""
@@ -230,15 +158,15 @@ def verify(
     log_conn: psycopg.Connection[Any],
     ledger_conn: psycopg.Connection[Any],
     key: bytes,
+    stored: Iterable[Checkpoint],
     exported: Iterable[Checkpoint] = (),
     progress: Any = None,
 ) -> Verification:
     """Replay the log, recompute the chain, compare it with the ledger's entries, with its
-    signed checkpoints and with ``exported`` ones kept elsewhere; the first mismatch.
-
-    ``progress``, when given, is called with the number of events read so far.
+    ``stored`` signed checkpoints and with ``exported`` ones kept elsewhere; the first
+    mismatch. ``progress``, when given, is called with the number of events read so far.
     """
-    stored = checkpoints(ledger_conn)
+    stored = list(stored)
     outside = list(exported)
     by_seq: dict[int, list[tuple[str, Checkpoint]]] = {}
     for source, found in (("stored", stored), ("exported", outside)):

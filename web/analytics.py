@@ -5,6 +5,7 @@ from __future__ import annotations
 import falcon
 from attrs import frozen
 
+from domain.credentials import Action
 from domain.efficiency import DEFAULT_WINDOW, Window, above_one, below_threshold
 from queries import efficiency
 from web.consistency import PARAMETER, await_position, requested_position, with_consistency
@@ -36,6 +37,8 @@ class Performance:
 
 
 class PerformanceResource:
+    AUTH = {"GET": Action.READ}
+
     ALLOWED = ("from", "to", "window", PARAMETER)
 
     def __init__(self, deps: Dependencies) -> None:

@@ -53,23 +53,59 @@ def _too_large(limit: int) -> Problem:
     )
 
 
-def parse_json(data: bytes) -> object:
+MAX_DEPTH = 8  # a batch of readings is 2 levels deep; anything far deeper is not one
+
+
+def depth(value: object) -> int:
+    """How deeply arrays and objects nest in ``value`` (a scalar is 0)."""
+    deepest, pending = 0, [(value, 1)]
+    while pending:
+        current, level = pending.pop()
+        children = (
+            current.values()
+            if isinstance(current, dict)
+            else current
+            if isinstance(current, list)
+            else None
+        )
+        if children is None:
+            continue
+        deepest = max(deepest, level)
+        pending.extend((child, level + 1) for child in children)
+    return deepest
+
+
+def parse_json(data: bytes, max_depth: int = MAX_DEPTH) -> object:
     try:
-        return orjson.loads(data)
+        value = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
         raise Problem(
             400, "malformed", "Bad Request", f"The body is not valid JSON: {exc}"
         ) from exc
+    if depth(value) > max_depth:
+        raise Problem(
+            422,
+            "too-deep",
+            "Unprocessable Content",
+            f"The body nests arrays and objects more than {max_depth} levels deep.",
+        )
+    return value
 
 
-def parse_ndjson(data: bytes) -> list[object]:
-    """One value per non-blank line; a line that is not JSON becomes a ``Malformed`` item."""
+def parse_ndjson(data: bytes, max_depth: int = MAX_DEPTH) -> list[object]:
+    """One value per non-blank line; a line that is not JSON (or nests too deeply) becomes
+    a ``Malformed`` item, rejected alone."""
     items: list[object] = []
     for line in data.splitlines():
         if not line.strip():
             continue
         try:
-            items.append(orjson.loads(line))
+            value = orjson.loads(line)
         except orjson.JSONDecodeError as exc:
             items.append(Malformed(f"not valid JSON: {exc}"))
+            continue
+        if depth(value) > max_depth:
+            items.append(Malformed(f"nests more than {max_depth} levels deep"))
+        else:
+            items.append(value)
     return items

@@ -10,9 +10,11 @@ from typing import Any
 import falcon
 from attrs import frozen
 
+from commands.credentials import Credentials
 from commands.outcomes import Appender, Clock
 from domain.efficiency import DEFAULT_LOW_THRESHOLD
 from domain.rules import TimeRules
+from queries.credentials import StoredCredential
 from queries.pool import ReadPool
 
 REQUEST_ID = "X-Request-Id"
@@ -38,6 +40,19 @@ class ReadSettings:
 
 
 @frozen(kw_only=True)
+class Security:
+    """Authentication and the limits that come with it (see web/auth.py)."""
+
+    enabled: bool = False
+    key: bytes = b""  # the server's token key: tokens are stored as HMACs under it
+    lookup: Callable[[str], StoredCredential | None] = lambda token_id: None
+    record_refusal: Callable[..., None] = lambda **refusal: None
+    rate: float = 0.0  # requests per second per credential in this process (0: no limit)
+    burst: float = 0.0
+    max_json_depth: int = 8
+
+
+@frozen(kw_only=True)
 class Readiness:
     ready: bool
     detail: str
@@ -54,11 +69,18 @@ class Dependencies:
     limits: Limits = Limits()
     read: ReadSettings = ReadSettings()
     projections: tuple[str, ...] = ()  # the projections this deployment runs, by name
+    security: Security = Security()
+    credentials: Credentials | None = None  # token management
 
 
 def request_metadata(req: falcon.Request) -> dict[str, Any]:
-    """Metadata stored with every event of a request (the received time is stored apart)."""
-    return {"requestId": req.context.request_id}
+    """Metadata stored with every event of a request (the received time is stored apart):
+    the request id and the credential (its public token id) it came with."""
+    principal = req.context.get("principal")
+    return {
+        "requestId": req.context.request_id,
+        "credentialId": principal.token_id if principal is not None else None,
+    }
 
 
 class RequestIdMiddleware:

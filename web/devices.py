@@ -14,6 +14,7 @@ from typing import Any
 import falcon
 import psycopg
 
+from domain.credentials import Action
 from domain.rules import DEVICE_ID
 from queries import meter_live, vehicle_live
 from queries.checkpoints import Consistency
@@ -51,6 +52,8 @@ def after_id(params: Params) -> str:
 
 class DeviceResource:
     """One device's live state; ``kind`` names it in errors, ``find`` looks it up."""
+
+    AUTH = {"GET": Action.READ}
 
     def __init__(
         self,
@@ -95,6 +98,8 @@ class MeterResource(DeviceResource):
 class DeviceListResource:
     """A list of devices by id. ``page`` takes the keyset and filter keywords, ``key`` is an
     item's id; ``filters`` reads the list's own extra parameters as keywords for ``page``."""
+
+    AUTH = {"GET": Action.READ}
 
     def __init__(
         self,

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import falcon
 
+from domain.credentials import Action
 from domain.events import device_streams
 from eventstore import START, Checkpoint, Selection
 from eventstore.export import ndjson
@@ -41,6 +42,8 @@ def _stream(reads: ReadPool, selection: Selection) -> Iterator[bytes]:
 
 
 class EventsResource:
+    AUTH = {"GET": Action.AUDIT}
+
     ALLOWED = ("after", "stream", "device", "type", "from", "to", "limit")
 
     def __init__(self, deps: Dependencies) -> None:

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import falcon
 
+from domain.credentials import Action
 from queries import fleet_efficiency
 from web.consistency import PARAMETER, await_position, requested_position, with_consistency
 from web.context import Dependencies
@@ -16,6 +17,8 @@ from web.representation import json_bytes, plain
 
 
 class FleetSummaryResource:
+    AUTH = {"GET": Action.READ}
+
     ALLOWED = ("staleMinutes", "lowest", PARAMETER)
 
     def __init__(self, deps: Dependencies) -> None:

@@ -5,16 +5,21 @@ from __future__ import annotations
 import falcon
 import orjson
 
+from web.auth import PUBLIC
 from web.context import Dependencies
 from web.problems import Problem
 
 
 class HealthResource:
+    AUTH = PUBLIC
+
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.data = orjson.dumps({"status": "ok"})
 
 
 class ReadyResource:
+    AUTH = PUBLIC
+
     def __init__(self, deps: Dependencies) -> None:
         self._deps = deps
 

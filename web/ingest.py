@@ -10,6 +10,8 @@ import orjson
 from commands.ingest import ingest
 from commands.outcomes import Outcome, Status
 from commands.payloads import WireError
+from domain.credentials import Action
+from web.auth import Refusals, refuse_devices
 from web.bodies import (
     JSON,
     NDJSON_TYPES,
@@ -23,6 +25,17 @@ from web.context import Dependencies, request_metadata
 from web.problems import Problem, validation_problem
 
 _ACCEPTED = {JSON, *NDJSON_TYPES}
+
+
+def devices_named(items: list[object]) -> set[str]:
+    """Every device id the items name (whether or not the items are otherwise valid)."""
+    named = set()
+    for item in items:
+        if isinstance(item, dict):
+            for key in ("meterId", "vehicleId"):
+                if isinstance(item.get(key), str):
+                    named.add(item[key])
+    return named
 
 
 def outcome_body(outcome: Outcome) -> dict[str, Any]:
@@ -53,16 +66,18 @@ def single_answer(outcome: Outcome, resp: falcon.Response, what: str) -> None:
 
 
 class IngestResource:
-    def __init__(self, deps: Dependencies) -> None:
-        self._deps = deps
+    AUTH = {"POST": Action.INGEST}
+
+    def __init__(self, deps: Dependencies, refusals: Refusals) -> None:
+        self._deps, self._refusals = deps, refusals
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         kind = media_type(req, _ACCEPTED)
         data = read_body(req, self._deps.limits.max_body_bytes)
         if kind in NDJSON_TYPES:
-            self._batch(req, resp, parse_ndjson(data))
+            self._batch(req, resp, parse_ndjson(data, self._deps.security.max_json_depth))
             return
-        body = parse_json(data)
+        body = parse_json(data, self._deps.security.max_json_depth)
         if isinstance(body, list):
             self._batch(req, resp, body)
             return
@@ -71,6 +86,9 @@ class IngestResource:
 
     def _ingest(self, req: falcon.Request, items: list[object]) -> list[Outcome]:
         deps = self._deps
+        # A device token writes for its own devices only: one foreign id and nothing of the
+        # request is stored (before anything is decided, let alone appended).
+        refuse_devices(req, devices_named(items), self._refusals)
         return ingest(
             items,
             store=deps.store,

@@ -5,18 +5,23 @@ from __future__ import annotations
 import falcon
 
 from commands.mapping import create_mapping
+from domain.credentials import Action
 from web.bodies import JSON, media_type, parse_json, read_body
 from web.context import Dependencies, request_metadata
 from web.ingest import single_answer
 
 
 class MappingsResource:
+    AUTH = {"POST": Action.MAP}
+
     def __init__(self, deps: Dependencies) -> None:
         self._deps = deps
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         media_type(req, {JSON})
-        body = parse_json(read_body(req, self._deps.limits.max_body_bytes))
+        body = parse_json(
+            read_body(req, self._deps.limits.max_body_bytes), self._deps.security.max_json_depth
+        )
         outcome, _ = create_mapping(
             body,
             store=self._deps.store,

@@ -12,6 +12,8 @@ import orjson
 import yaml
 from swagger_ui import api_doc
 
+from web.auth import PUBLIC
+
 DOCUMENT = Path(__file__).with_name("openapi.yaml")
 
 
@@ -21,6 +23,8 @@ def load_document(path: Path = DOCUMENT) -> dict[str, Any]:
 
 
 class OpenApiResource:
+    AUTH = PUBLIC
+
     def __init__(self, document: dict[str, Any]) -> None:
         self._body = orjson.dumps(document)
 

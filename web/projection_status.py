@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import falcon
 
+from domain.credentials import Action
 from queries.projection_status import projector_sessions, statuses
 from web.context import Dependencies
 from web.params import Params
@@ -11,6 +12,8 @@ from web.representation import json_bytes, plain
 
 
 class ProjectionsResource:
+    AUTH = {"GET": Action.OPERATE}
+
     def __init__(self, deps: Dependencies) -> None:
         self._deps = deps
 

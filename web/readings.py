@@ -13,6 +13,7 @@ from typing import Any
 import falcon
 import psycopg
 
+from domain.credentials import Action
 from domain.efficiency import DEFAULT_WINDOW
 from queries import meter_history, meter_live, vehicle_history, vehicle_live
 from web.consistency import PARAMETER, await_position, requested_position
@@ -41,6 +42,8 @@ def resume_before(params: Params, end: datetime) -> datetime:
 
 class ReadingsResource:
     """One device kind's history; its lookups come in as collaborators."""
+
+    AUTH = {"GET": Action.READ}
 
     def __init__(
         self,

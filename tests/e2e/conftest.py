@@ -9,6 +9,7 @@ import pytest
 from falcon import testing
 from psycopg_pool import ConnectionPool
 
+from commands.credentials import Credentials
 from eventstore import EventStore
 from main import readiness_probe
 from projections.catalogue import NAMES
@@ -41,6 +42,7 @@ def make_client(pool: ConnectionPool[Any], read: ReadSettings = READ) -> testing
         limits=LIMITS,
         read=read,
         projections=NAMES,
+        credentials=Credentials(pool, b"the e2e tests' token key"),
     )
     return testing.TestClient(create_app(deps))
 

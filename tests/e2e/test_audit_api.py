@@ -87,7 +87,7 @@ def test_the_log_is_served_in_commit_order_with_every_field_as_stored(
             "voltage": 230.0,
             "timestamp": "2026-06-01T07:46:40+00:00",
         },
-        "metadata": {"requestId": first["metadata"]["requestId"]},
+        "metadata": {"requestId": first["metadata"]["requestId"], "credentialId": "-"},
     }
     assert log[2]["type"] == "VehicleReadingRecorded" and log[2]["schemaVersion"] == 2
     assert log[4]["streamId"] == "vehicle-V1-mappings"

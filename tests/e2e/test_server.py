@@ -26,9 +26,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def request(url: str, body: object | None = None) -> tuple[int, dict[str, Any]]:
+TOKEN: dict[str, str] = {}  # the operator token the server fixture creates
+
+
+def request(
+    url: str, body: object | None = None, token: str | None = ""
+) -> tuple[int, dict[str, Any]]:
+    """``token`` "" means the fixture's operator token, ``None`` no Authorization at all."""
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    token = TOKEN.get("operator") if token == "" else token
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(url, data=data, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=10) as answer:
             return answer.status, json.loads(answer.read())
@@ -40,7 +50,30 @@ def request(url: str, body: object | None = None) -> tuple[int, dict[str, Any]]:
 def server(databases: Any) -> Iterator[str]:
     url = databases.create()
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": url, "ENERGY_LOG_LEVEL": "warning"}
+    env = {
+        **os.environ,
+        "DATABASE_URL": url,
+        "ENERGY_LOG_LEVEL": "warning",
+        "ENERGY_TOKEN_KEY": "the e2e server's token key",
+    }
+    created = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "main",
+            "tokens",
+            "create",
+            "--identity",
+            "e2e",
+            "--role",
+            "operator",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    TOKEN["operator"] = created.stdout.splitlines()[-1]
     process = subprocess.Popen(
         [sys.executable, "-m", "main", "serve", "--bind", f"127.0.0.1:{port}", "--workers", "2"],
         env=env,
@@ -114,3 +147,13 @@ def test_many_clients_posting_the_same_reading_at_once_store_it_once(server: str
     statuses = sorted(body["status"] for _, body in answers)
     assert statuses == ["accepted"] + ["duplicate"] * 15
     assert len({body["position"] for _, body in answers}) == 1
+
+
+def test_without_a_token_the_api_answers_401_and_health_stays_open(server: str) -> None:
+    status, body = request(f"{server}/v1/fleet/summary", token=None)
+    assert (status, body["type"]) == (401, "/problems/unauthorized")
+    status, body = request(
+        f"{server}/v1/fleet/summary", token="energy_" + "0" * 12 + "_" + "0" * 64
+    )
+    assert status == 401 and "unknown credentials" in body["detail"]
+    assert request(f"{server}/health", token=None) == (200, {"status": "ok"})

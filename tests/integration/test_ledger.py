@@ -16,17 +16,12 @@ from psycopg_pool import ConnectionPool
 
 from commands.ingest import ingest
 from commands.mapping import create_mapping
+from domain.ledger import read_checkpoints, sign, write_checkpoints
 from domain.rules import TimeRules
 from eventstore import EventStore
-from projections.ledger import (
-    LedgerProjection,
-    checkpoints,
-    read_checkpoints,
-    sign,
-    verify,
-    write_checkpoints,
-)
+from projections.ledger import LedgerProjection, verify
 from projections.runtime import catch_up, ensure_checkpoints
+from queries.ledger import checkpoints
 from tests.databases import Databases
 
 KEY = b"the server's ledger key"
@@ -93,7 +88,7 @@ def check(url: str, key: bytes = KEY, exported: list[Any] | None = None) -> Any:
         psycopg.connect(url, autocommit=True) as log_conn,
         psycopg.connect(url, autocommit=True) as ledger_conn,
     ):
-        return verify(log_conn, ledger_conn, key, exported or [])
+        return verify(log_conn, ledger_conn, key, checkpoints(ledger_conn), exported or [])
 
 
 def positions(url: str) -> list[int]:
