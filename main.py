@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -84,6 +85,12 @@ def _env_float(name: str, default: float) -> float:
         raise click.UsageError(f"{name} must be a number, not {raw!r}") from None
 
 
+def _secret(name: str, kept: Path) -> bytes | None:
+    """A secret from the environment or, failing that, the one ``energy up`` keeps."""
+    raw = os.environ.get(name) or (kept.read_text().strip() if kept.is_file() else "")
+    return raw.encode() if raw else None
+
+
 def _env_switch(name: str, default: bool) -> bool:
     raw = os.environ.get(name, "").strip().lower()
     if raw == "":
@@ -144,10 +151,11 @@ class Settings:
     def from_env(cls) -> Settings:
         cpus = os.cpu_count() or 1
         threads = _env_int("ENERGY_THREADS", 8)
+        data_dir = Path(os.environ.get("ENERGY_DATA_DIR", ".energy"))
         return cls(
             database_url=os.environ.get("DATABASE_URL") or None,
             read_database_url=os.environ.get("ENERGY_READ_DATABASE_URL") or None,
-            data_dir=Path(os.environ.get("ENERGY_DATA_DIR", ".energy")),
+            data_dir=data_dir,
             bind=os.environ.get("ENERGY_BIND", "127.0.0.1:3000"),
             workers=_env_int("ENERGY_WORKERS", cpus),
             threads=threads,
@@ -164,14 +172,10 @@ class Settings:
             projector_poll_seconds=_env_int("ENERGY_PROJECTOR_POLL_MS", 1000) / 1000,
             projector_linger_seconds=_env_int("ENERGY_PROJECTOR_LINGER_MS", 20) / 1000,
             fleet_refresh_seconds=_env_float("ENERGY_FLEET_REFRESH_SECONDS", 60.0),
-            ledger_key=os.environ["ENERGY_LEDGER_KEY"].encode()
-            if os.environ.get("ENERGY_LEDGER_KEY")
-            else None,
+            ledger_key=_secret("ENERGY_LEDGER_KEY", data_dir / "ledger.key"),
             ledger_every=_env_int("ENERGY_LEDGER_EVERY", 1000),
             auth=_env_switch("ENERGY_AUTH", True),
-            token_key=os.environ["ENERGY_TOKEN_KEY"].encode()
-            if os.environ.get("ENERGY_TOKEN_KEY")
-            else None,
+            token_key=_secret("ENERGY_TOKEN_KEY", data_dir / "token.key"),
             rate_per_credential=_env_float("ENERGY_RATE_PER_CREDENTIAL", 100.0),
             rate_burst=_env_float("ENERGY_RATE_BURST", 200.0),
             max_json_depth=_env_int("ENERGY_MAX_JSON_DEPTH", 8),
@@ -222,9 +226,13 @@ class Settings:
         return " ".join(options)
 
     def require_database_url(self) -> str:
-        if self.database_url is None:
-            raise click.UsageError("DATABASE_URL is not set (or use `energy up` for a local one)")
-        return self.database_url
+        """``DATABASE_URL``, or else the embedded PostgreSQL that ``energy up`` keeps in the
+        data folder (started if it is not running), so that every command works beside it."""
+        if self.database_url is not None:
+            return self.database_url
+        if (self.data_dir / "pgdata" / "PG_VERSION").is_file():
+            return start_embedded_database(self.data_dir, stop_at_exit=False)
+        raise click.UsageError("DATABASE_URL is not set (or use `energy up` for a local one)")
 
 
 def open_pool(
@@ -349,7 +357,19 @@ def run_gunicorn(options: dict[str, Any]) -> None:
         def load(self) -> falcon.App:
             return wsgi()
 
-    Application().run()
+    master = os.getpid()
+    try:
+        Application().run()
+    except BaseException as exc:
+        # Gunicorn's workers are forks of this process: a worker that is done unwinds
+        # through the caller's stack (``energy up`` stopping its projector in a finally)
+        # and atexit handlers (pgserver stopping the embedded database). Gunicorn has
+        # finished with it by now: it leaves at once, touching nothing of its parent's.
+        if os.getpid() != master:
+            os._exit(exc.code if isinstance(exc, SystemExit) and isinstance(exc.code, int) else 1)
+        raise
+    if os.getpid() != master:
+        os._exit(0)
 
 
 AUTH_OFF = (
@@ -390,14 +410,20 @@ def secret_file(data_dir: Path, name: str) -> Path:
     return path
 
 
-def start_embedded_database(data_dir: Path) -> str:
-    """Start (or reuse) the embedded PostgreSQL in ``data_dir``; return its URL."""
-    import pgserver
-
+def start_embedded_database(data_dir: Path, *, stop_at_exit: bool = True) -> str:
+    """Start (or reuse) the embedded PostgreSQL in ``data_dir``; return its URL. ``energy
+    up`` stops it when it exits; another command leaves it as it found it."""
     # pgserver narrates every pg_ctl call at INFO; its failures still come through.
     logging.getLogger("pgserver").setLevel(logging.WARNING)
     data_dir.mkdir(parents=True, exist_ok=True)
-    server = pgserver.get_server(data_dir.resolve() / "pgdata", cleanup_mode="stop")
+    with warnings.catch_warnings():
+        # Where XDG_RUNTIME_DIR is unset (containers, CI) platformdirs says so on every run.
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
+        import pgserver
+
+        server = pgserver.get_server(
+            data_dir.resolve() / "pgdata", cleanup_mode="stop" if stop_at_exit else None
+        )
     url: str = server.get_uri()
     return url
 
