@@ -50,6 +50,7 @@ WHERE live.name = %(name)s AND built.name = %(built)s
 REMAINING = """
 SELECT count(*) FROM events e, projection_checkpoints c
 WHERE c.name = %(name)s AND (e.transaction_id, e.position) > (c.transaction_id, c.position)
+      AND e.transaction_id >= c.transaction_id  -- lets the index see the bound
 """
 STORAGE_OPTIONS = """
 SELECT coalesce(c.reloptions, '{}') FROM pg_class c

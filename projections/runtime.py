@@ -55,6 +55,7 @@ PENDING = """
 SELECT EXISTS (
     SELECT 1 FROM events e, projection_checkpoints c
     WHERE c.name = %(name)s AND (e.transaction_id, e.position) > (c.transaction_id, c.position)
+      AND e.transaction_id >= c.transaction_id  -- lets the index see the bound
 )
 """
 SAVE_CHECKPOINT = """
@@ -309,7 +310,9 @@ class Projector:
             try:
                 with self._session() as conn:
                     housekept = float("-inf")
-                    held = self.HELD_RETRY
+                    # Behind the fence, retry after a linger's time (or the minimum).
+                    retry = max(self._linger, self.HELD_RETRY)
+                    held = retry
                     while not stop.is_set():
                         if time.monotonic() - housekept > self._housekeeping_interval:
                             projection.prepare(conn)
@@ -318,16 +321,17 @@ class Projector:
                         applied = run_batch(conn, projection, self._batch_size)
                         backoff = self._poll_interval
                         if applied is not None and applied >= self._batch_size:
-                            held = self.HELD_RETRY
                             continue
                         if applied is not None and has_pending(conn, projection.name):
                             # Committed events wait behind the fence, held by a transaction
-                            # that will not notify when it ends (another projector's batch,
-                            # another application's work): look again soon, backing off.
-                            stop.wait(held)
-                            held = min(held * 2, self._poll_interval)
+                            # that may not notify when it ends (another projector's batch,
+                            # another application's work): look again soon, and back off
+                            # only while that brings nothing.
+                            held = retry if applied else min(held * 2, self._poll_interval)
+                            if wake.wait(held) and not stop.is_set():
+                                stop.wait(self._linger)
                             continue
-                        held = self.HELD_RETRY
+                        held = retry
                         if wake.wait(self._poll_interval) and not stop.is_set():
                             # Woken by a commit: let the commits of other writers join it.
                             stop.wait(self._linger)

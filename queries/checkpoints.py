@@ -38,6 +38,7 @@ SELECT c.name, c.position,
        (SELECT count(*) FROM (
             SELECT 1 FROM events e
             WHERE (e.transaction_id, e.position) > (c.transaction_id, c.position)
+              AND e.transaction_id >= c.transaction_id
             LIMIT %(cap)s) pending)
 FROM projection_checkpoints c
 WHERE c.name = ANY(%(names)s)

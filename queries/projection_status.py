@@ -26,7 +26,8 @@ WITH c AS (
 )
 SELECT c.name, c.transaction_id::text, c.position, c.updated_at,
        (SELECT count(*) FROM events e
-        WHERE (e.transaction_id, e.position) > (c.transaction_id, c.position)) AS behind,
+        WHERE (e.transaction_id, e.position) > (c.transaction_id, c.position)
+          AND e.transaction_id >= c.transaction_id) AS behind,
        extract(epoch FROM now() - first.received_at),
        first.transaction_id >= pg_snapshot_xmin(pg_current_snapshot()),
        coalesce(extract(epoch FROM now() - c.updated_at), 'infinity')
@@ -34,6 +35,7 @@ FROM c
 LEFT JOIN LATERAL (
     SELECT e.received_at, e.transaction_id FROM events e
     WHERE (e.transaction_id, e.position) > (c.transaction_id, c.position)
+      AND e.transaction_id >= c.transaction_id
     ORDER BY e.transaction_id, e.position
     LIMIT 1
 ) first ON true
