@@ -11,6 +11,12 @@ Modes: ``single`` (one JSON reading per request), ``batch`` (JSON arrays or NDJS
 asyncio streams speaking raw HTTP/1.1 over keep-alive connections, one per simulated client:
 on this kind of box it costs about half the CPU per request of ``http.client`` in threads.
 
+By default every client sends its next request as soon as the last one is answered. With
+``--rate`` the run is paced to that many readings per second across all clients (requests per
+second for ``health``): request ``n`` is due at ``n * readings per request / rate`` seconds
+after the start, and a client holding it waits until then. A server that falls behind gets
+the overdue requests at once, so the rate is a ceiling, not a promise.
+
 With ``--verify-dsn`` every acknowledged event id (accepted or duplicate) is looked up in the
 ``events`` table afterwards: each must be there exactly once (``lost`` and ``doubled`` are 0).
 """
@@ -73,6 +79,7 @@ class Config:
     duration_s: float = 10.0
     seed: int = 1
     map_vehicles: bool = True
+    rate: float | None = None  # readings/s across all clients; None: as fast as possible
 
 
 class Connection:
@@ -202,6 +209,7 @@ class Job:
     body: bytes = b""
     content_type: str = JSON
     readings: list[Reading] = field(default_factory=list)
+    due: float = 0.0  # perf_counter time before which it must not be sent (0: at once)
 
 
 @dataclass
@@ -243,22 +251,35 @@ class Stats:
 
 
 class Plan:
-    """Hands out requests until a count bound, the deadline or the timeline's end is reached."""
+    """Hands out requests until a count bound, the deadline or the timeline's end is reached.
+
+    With a rate, each request carries the time it is due (see ``due``).
+    """
 
     def __init__(self, config: Config, workload: Workload, stats: Stats) -> None:
         self.config, self.workload, self.stats = config, workload, stats
+        self.began = 0.0
         self.deadline = math.inf
         self.issued = 0
 
+    def due(self) -> float:
+        """When the next request is due: ``issued`` requests' readings at ``rate`` (0: now)."""
+        config = self.config
+        if config.rate is None:
+            return 0.0
+        per_request = config.batch_size if config.mode == "batch" else 1
+        return self.began + self.issued * per_request / config.rate
+
     def next_job(self) -> Job | None:
         config, stats = self.config, self.stats
-        if time.perf_counter() >= self.deadline:
+        due = self.due()
+        if max(time.perf_counter(), due) >= self.deadline:
             return None
         if config.requests is not None and self.issued >= config.requests:
             return None
         if config.mode == "health":
             self.issued += 1
-            return Job("GET", "/health")
+            return Job("GET", "/health", due=due)
         size = 1 if config.mode == "single" else config.batch_size
         if config.readings is not None:
             size = min(size, config.readings - stats.readings_sent)
@@ -270,11 +291,13 @@ class Plan:
         self.issued += 1
         stats.readings_sent += len(readings)
         if config.mode == "single":
-            return Job("POST", "/v1/ingest", orjson.dumps(readings[0].body), readings=readings)
+            body = orjson.dumps(readings[0].body)
+            return Job("POST", "/v1/ingest", body, readings=readings, due=due)
         if config.ndjson:
             body = b"\n".join(orjson.dumps(r.body) for r in readings) + b"\n"
-            return Job("POST", "/v1/ingest", body, NDJSON, readings)
-        return Job("POST", "/v1/ingest", orjson.dumps([r.body for r in readings]), JSON, readings)
+            return Job("POST", "/v1/ingest", body, NDJSON, readings, due)
+        body = orjson.dumps([r.body for r in readings])
+        return Job("POST", "/v1/ingest", body, JSON, readings, due)
 
 
 def timeline(config: Config, devices: int) -> tuple[int, int]:
@@ -287,7 +310,7 @@ def timeline(config: Config, devices: int) -> tuple[int, int]:
     elif config.requests is not None:
         most = config.requests * per_request
     else:
-        most = math.ceil(config.duration_s * RATE_CEILING)
+        most = math.ceil(config.duration_s * (config.rate or RATE_CEILING))
     ticks = math.ceil(most / max(devices, 1)) + LATE_LAG_TICKS + 1
     return max(end - ticks * interval, EARLIEST), end
 
@@ -311,6 +334,8 @@ async def _map_pairs(conns: list[Connection], fleet: Fleet, stats: Stats) -> Non
 
 async def _client(conn: Connection, plan: Plan, stats: Stats) -> None:
     while (job := plan.next_job()) is not None:
+        if (wait := job.due - time.perf_counter()) > 0:
+            await asyncio.sleep(wait)
         started = time.perf_counter()
         try:
             status, data = await conn.request(job.method, job.path, job.body, job.content_type)
@@ -345,7 +370,7 @@ async def drive(config: Config) -> tuple[Stats, dict[str, Any]]:
         if config.mode != "health" and config.map_vehicles:
             await _map_pairs(conns, fleet, stats)
         cpu, began = time.process_time(), time.perf_counter()
-        plan.deadline = began + config.duration_s
+        plan.began, plan.deadline = began, began + config.duration_s
         await asyncio.gather(*(_client(conn, plan, stats) for conn in conns))
         elapsed = time.perf_counter() - began
         cpu = time.process_time() - cpu
@@ -444,6 +469,12 @@ def describe(name: str, result: dict[str, Any]) -> str:
 @click.option("--requests", type=click.IntRange(min=1), default=None, help="Stop after N.")
 @click.option("--readings", type=click.IntRange(min=1), default=None, help="Stop after N.")
 @click.option("--duration", type=click.FloatRange(min=0), default=10.0, show_default=True)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Readings/s across all clients (requests/s for health) [as fast as possible].",
+)
 @click.option("--seed", type=int, default=1, show_default=True)
 @click.option("--no-mappings", is_flag=True, help="Do not map vehicle i to meter i first.")
 @click.option("--verify-dsn", default=None, help="Check every acknowledged event id in the DB.")
