@@ -30,11 +30,10 @@ LANGUAGE sql IMMUTABLE AS $$
 $$;
 
 -- AC energy of one meter over [from_t, to_t): whole hours from the rollup, the partial hours
--- at both edges from history.
-CREATE FUNCTION meter_energy_between(
-    p_meter text, from_t timestamptz, to_t timestamptz,
-    OUT kwh numeric, OUT readings bigint
-)
+-- at both edges from history. One row, from a single SELECT: the planner inlines it into
+-- the caller (a function with OUT parameters it would plan anew on every call).
+CREATE FUNCTION meter_energy_between(p_meter text, from_t timestamptz, to_t timestamptz)
+RETURNS TABLE (kwh numeric, readings bigint)
 LANGUAGE sql STABLE AS $$
     WITH edges AS (
         SELECT hour_ceiling(from_t) AS a, date_trunc('hour', to_t, 'UTC') AS b
@@ -57,10 +56,8 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 -- DC energy, battery temperature sum and reading count of one vehicle over [from_t, to_t).
-CREATE FUNCTION vehicle_energy_between(
-    p_vehicle text, from_t timestamptz, to_t timestamptz,
-    OUT kwh numeric, OUT battery_temp_sum numeric, OUT readings bigint
-)
+CREATE FUNCTION vehicle_energy_between(p_vehicle text, from_t timestamptz, to_t timestamptz)
+RETURNS TABLE (kwh numeric, battery_temp_sum numeric, readings bigint)
 LANGUAGE sql STABLE AS $$
     WITH edges AS (
         SELECT hour_ceiling(from_t) AS a, date_trunc('hour', to_t, 'UTC') AS b
