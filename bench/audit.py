@@ -1,0 +1,248 @@
+"""The auditors' and engineers' benchmark: ledger build, ``events verify``, and rebuilds.
+
+``python -m bench.audit --database-url URL`` works on a database whose log is seeded and
+whose projections are caught up (``bench.projections --keep-database`` leaves one of 20
+million events); without ``--database-url`` it seeds one of its own (``--devices`` x
+``--readings``) and catches it up first. Then, timing each:
+
+1. **ledger**: the ledger projection from position zero to the head (its checkpoint row and
+   tables are reset first), as the projector builds it;
+2. **verify**: ``projections.ledger.verify`` over the whole log: recompute the chain,
+   compare every entry and signed checkpoint (what ``energy events verify`` does);
+3. **rebuild, each alone**: ``projections.rebuild.rebuild`` of every projection in turn,
+   from position zero into new tables and the switch;
+4. **rebuild, all together**: every projection's rebuild at once, a thread each.
+
+Figures are events per second. Results go to ``bench/results/audit.json`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+import psycopg
+
+from bench import seed
+from bench.run import ADMIN_DSN, RESULTS, fresh_database, host_facts
+from projections.catalogue import LEDGER, with_ledger
+from projections.ledger import verify
+from projections.rebuild import rebuild
+from projections.runtime import catch_up, ensure_checkpoints, projector_session
+from queries.ledger import checkpoints
+
+KEY = b"the benchmark's ledger key"
+EVENTS = "SELECT count(*) FROM events"
+RESET_LEDGER = """
+TRUNCATE ledger_entries, ledger_checkpoints;
+DELETE FROM projection_checkpoints WHERE name = 'ledger'
+"""
+
+Echo = Callable[[str], None]
+
+
+def events_in(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(EVENTS).fetchone()
+    return int(row[0]) if row else 0
+
+
+def rate(events: int, seconds: float) -> float:
+    return round(events / seconds, 1) if seconds else 0.0
+
+
+def catch_up_all(url: str, batch_size: int) -> float:
+    """Every projection to the head, a thread each; the seconds it took."""
+    projections = list(with_ledger(KEY).values())
+    with psycopg.connect(url, autocommit=True) as conn:
+        ensure_checkpoints(conn, projections)
+
+    def run(projection: Any) -> None:
+        with projector_session(psycopg.connect(url)) as conn:
+            while catch_up(conn, projection, batch_size):
+                pass
+
+    began = time.perf_counter()
+    threads = [threading.Thread(target=run, args=(p,)) for p in projections]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - began
+
+
+def build_ledger(url: str, batch_size: int) -> dict[str, Any]:
+    """The ledger from position zero, timed."""
+    ledger = with_ledger(KEY)[LEDGER]
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(RESET_LEDGER)
+        ensure_checkpoints(conn, [ledger])
+    events = events_in(url)
+    with projector_session(psycopg.connect(url)) as conn:
+        began = time.perf_counter()
+        applied = 0
+        while step := catch_up(conn, ledger, batch_size):
+            applied += step
+        elapsed = time.perf_counter() - began
+    return {
+        "events": applied,
+        "of": events,
+        "seconds": round(elapsed, 2),
+        "events_per_s": rate(applied, elapsed),
+    }
+
+
+def time_verify(url: str) -> dict[str, Any]:
+    with (
+        psycopg.connect(url, autocommit=True) as log_conn,
+        psycopg.connect(url, autocommit=True) as ledger_conn,
+    ):
+        began = time.perf_counter()
+        result = verify(log_conn, ledger_conn, KEY, checkpoints(ledger_conn))
+        elapsed = time.perf_counter() - began
+    return {
+        "ok": result.ok,
+        "events": result.events,
+        "chained": result.chained,
+        "checkpoints": result.checkpoints,
+        "seconds": round(elapsed, 2),
+        "events_per_s": rate(result.events, elapsed),
+    }
+
+
+def time_rebuild(url: str, name: str, batch_size: int) -> dict[str, Any]:
+    projection = with_ledger(KEY)[name]
+    began = time.perf_counter()
+    outcome = rebuild(lambda: psycopg.connect(url), projection, batch_size=batch_size)
+    elapsed = time.perf_counter() - began
+    return {
+        "events": outcome["applied"],
+        "switched": outcome["switched"],
+        "seconds": round(elapsed, 2),
+        "events_per_s": rate(outcome["applied"], elapsed),
+    }
+
+
+def rebuild_all(url: str, batch_size: int) -> dict[str, Any]:
+    """Every projection's rebuild at once; all events applied over the wall time."""
+    names = list(with_ledger(KEY))
+    found: dict[str, Any] = {}
+
+    def run(name: str) -> None:
+        found[name] = time_rebuild(url, name, batch_size)
+
+    began = time.perf_counter()
+    threads = [threading.Thread(target=run, args=(name,)) for name in names]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - began
+    events = events_in(url)
+    return {
+        "projections": found,
+        "seconds": round(elapsed, 2),
+        "events": events,
+        # Each projection reads the whole log: the log's rate is events over the wall time.
+        "events_per_s": rate(events, elapsed),
+        "all_switched": all(f["switched"] for f in found.values()) and len(found) == len(names),
+    }
+
+
+def run_benchmark(url: str, *, batch_size: int, each: bool, echo: Echo) -> dict[str, Any]:
+    result: dict[str, Any] = {"host": host_facts(url), "events": events_in(url)}
+    echo(f"{result['events']:,} events")
+    result["ledger"] = build_ledger(url, batch_size)
+    echo(f"ledger built: {result['ledger']['events_per_s']:,.0f} events/s")
+    result["verify"] = time_verify(url)
+    echo(f"verify: {result['verify']['events_per_s']:,.0f} events/s, ok={result['verify']['ok']}")
+    if each:
+        result["rebuild_each"] = {}
+        for name in with_ledger(KEY):
+            result["rebuild_each"][name] = time_rebuild(url, name, batch_size)
+            echo(f"rebuild {name}: {result['rebuild_each'][name]['events_per_s']:,.0f} events/s")
+    result["rebuild_all"] = rebuild_all(url, batch_size)
+    echo(f"rebuild all together: {result['rebuild_all']['events_per_s']:,.0f} events/s")
+    return result
+
+
+def markdown(result: dict[str, Any]) -> str:
+    host = result["host"]
+    lines = [
+        "# Audit and rebuild benchmark",
+        "",
+        f"{host['cpus']} CPUs, Python {host['python']}, PostgreSQL {host['postgresql']},"
+        f" commit {host['commit']}; {result['events']:,} events.",
+        "",
+        "| step | events | seconds | events/s |",
+        "|---|---:|---:|---:|",
+        f"| ledger, built from zero | {result['ledger']['events']:,}"
+        f" | {result['ledger']['seconds']} | {result['ledger']['events_per_s']:,.0f} |",
+        f"| events verify (ok: {result['verify']['ok']}) | {result['verify']['events']:,}"
+        f" | {result['verify']['seconds']} | **{result['verify']['events_per_s']:,.0f}** |",
+    ]
+    for name, figures in result.get("rebuild_each", {}).items():
+        lines.append(
+            f"| rebuild {name} alone | {figures['events']:,} | {figures['seconds']}"
+            f" | {figures['events_per_s']:,.0f} |"
+        )
+    together = result["rebuild_all"]
+    lines.append(
+        f"| rebuild all {len(together['projections'])} together | {together['events']:,} each"
+        f" | {together['seconds']} | **{together['events_per_s']:,.0f}** |"
+    )
+    return "\n".join(lines) + "\n"
+
+
+@click.command()
+@click.option("--database-url", default=None, help="A seeded, caught-up database to use.")
+@click.option("--admin-dsn", default=ADMIN_DSN, show_default=True)
+@click.option("--devices", type=click.IntRange(min=2), default=10_000, show_default=True)
+@click.option("--readings", type=click.IntRange(min=1), default=1000, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=5000, show_default=True)
+@click.option("--no-each", is_flag=True, help="Skip rebuilding each projection alone.")
+@click.option("--out", type=click.Path(path_type=Path), default=RESULTS, show_default=True)
+def cli(
+    database_url: str | None,
+    admin_dsn: str,
+    devices: int,
+    readings: int,
+    batch_size: int,
+    no_each: bool,
+    out: Path,
+) -> None:
+    """Time the ledger build, events verify and projection rebuilds; write audit.json/.md."""
+
+    def go(url: str) -> dict[str, Any]:
+        return run_benchmark(url, batch_size=batch_size, each=not no_each, echo=click.echo)
+
+    if database_url is not None:
+        result = go(database_url)
+    else:
+        with fresh_database(admin_dsn) as url:
+            seed.seed(
+                url,
+                meters=devices // 2,
+                vehicles=devices - devices // 2,
+                days=readings / 1440,
+                jobs=os.cpu_count() or 1,
+            )
+            seconds = catch_up_all(url, batch_size)
+            click.echo(f"seeded and caught up in {seconds:.0f} s")
+            result = go(url)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "audit.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "audit.md").write_text(markdown(result))
+    click.echo(f"wrote {out / 'audit.json'}")
+    if not result["verify"]["ok"] or not result["rebuild_all"]["all_switched"]:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    cli()
