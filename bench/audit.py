@@ -36,6 +36,7 @@ from projections.ledger import verify
 from projections.rebuild import rebuild
 from projections.runtime import catch_up, ensure_checkpoints, projector_session
 from queries.ledger import checkpoints
+from queries.projection_status import statuses
 
 KEY = b"the benchmark's ledger key"
 EVENTS = "SELECT count(*) FROM events"
@@ -57,6 +58,11 @@ def rate(events: int, seconds: float) -> float:
     return round(events / seconds, 1) if seconds else 0.0
 
 
+def behind(conn: psycopg.Connection[Any], name: str) -> int:
+    """Events after the projection's checkpoint (fenced or not)."""
+    return statuses(conn, [name])[0].behind
+
+
 def catch_up_all(url: str, batch_size: int) -> float:
     """Every projection to the head, a thread each; the seconds it took."""
     projections = list(with_ledger(KEY).values())
@@ -65,8 +71,13 @@ def catch_up_all(url: str, batch_size: int) -> float:
 
     def run(projection: Any) -> None:
         with projector_session(psycopg.connect(url)) as conn:
-            while catch_up(conn, projection, batch_size):
-                pass
+            # An empty round may only mean the fence is held a moment: stop when nothing
+            # is left behind the projection's checkpoint.
+            while (
+                catch_up(conn, projection, batch_size)
+                or statuses(conn, [projection.name])[0].behind
+            ):
+                time.sleep(0.01)
 
     began = time.perf_counter()
     threads = [threading.Thread(target=run, args=(p,)) for p in projections]
@@ -87,7 +98,7 @@ def build_ledger(url: str, batch_size: int) -> dict[str, Any]:
     with projector_session(psycopg.connect(url)) as conn:
         began = time.perf_counter()
         applied = 0
-        while step := catch_up(conn, ledger, batch_size):
+        while (step := catch_up(conn, ledger, batch_size)) or behind(conn, ledger.name):
             applied += step
         elapsed = time.perf_counter() - began
     return {

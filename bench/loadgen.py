@@ -79,14 +79,17 @@ class Config:
     duration_s: float = 10.0
     seed: int = 1
     map_vehicles: bool = True
+    token: str | None = None  # a bearer token sent with every request (auth on)
     rate: float | None = None  # readings/s across all clients; None: as fast as possible
 
 
 class Connection:
-    """One keep-alive HTTP/1.1 connection; reopened lazily after the server closes it."""
+    """One keep-alive HTTP/1.1 connection; reopened lazily after the server closes it.
+    ``token``, when given, goes with every request as its bearer token."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, token: str | None = None) -> None:
         self.host, self.port = host, port
+        self._auth = f"Authorization: Bearer {token}\r\n" if token else ""
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
 
@@ -96,7 +99,7 @@ class Connection:
         """Send one request and return ``(status, body)``."""
         if self._reader is None or self._writer is None:
             self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
-        head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+        head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n{self._auth}"
         if method == "POST":
             head += f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
         self._writer.write(head.encode() + b"\r\n" + body)
@@ -353,7 +356,8 @@ async def drive(config: Config) -> tuple[Stats, dict[str, Any]]:
         raise ValueError(f"mode must be one of {MODES}, not {config.mode!r}")
     url = urlsplit(config.url)
     conns = [
-        Connection(url.hostname or "127.0.0.1", url.port or 80) for _ in range(config.concurrency)
+        Connection(url.hostname or "127.0.0.1", url.port or 80, config.token)
+        for _ in range(config.concurrency)
     ]
     fleet = Fleet(
         meters=config.meters,

@@ -1,0 +1,194 @@
+"""The read API's latency over HTTP: analytics, live state, fleet, at 1 and 8 clients.
+
+``python -m bench.reads --database-url URL`` works on a database whose projections are
+caught up (``bench.projections --keep-database`` leaves one with 10 million history rows
+per stream); without ``--database-url`` it seeds and catches up one of its own. It runs
+the fleet refresh once (so that lists and the fleet summary have their figures), starts
+``python -m main serve`` with authentication on and a reader token of its own, and for
+each endpoint and client count sends requests for ``--seconds`` over keep-alive
+connections: the 24-hour analytics of random vehicles (the window ending at the last
+reading, fixed, so that every answer has data), a random vehicle's live state, and the
+fleet summary. Every answer must be a 200. Figures: requests/s and latency p50/p95/p99/max.
+Results go to ``bench/results/reads.json`` and ``.md``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import click
+import psycopg
+from psycopg_pool import ConnectionPool
+
+from bench import seed
+from bench.audit import catch_up_all
+from bench.loadgen import Connection, percentile
+from bench.run import ADMIN_DSN, RESULTS, fresh_database, host_facts, server
+from commands.credentials import Credentials
+from projections.fleet_efficiency import FleetEfficiencyRefresh
+
+TOKEN_KEY = "the read benchmark's token key"
+LAST_READING = "SELECT max(recorded_at) FROM vehicle_history"
+VEHICLES = "SELECT vehicle_id FROM vehicle_live ORDER BY vehicle_id"
+
+
+def reader_token(url: str) -> str:
+    with ConnectionPool(url, min_size=1, max_size=1, open=True) as pool:
+        _, token = Credentials(pool, TOKEN_KEY.encode()).issue(
+            {"identity": f"bench-dashboard-{os.getpid()}-{time.time_ns()}", "role": "reader"},
+            issued_by="bench.reads",
+            now=datetime.now(UTC),
+        )
+    return token
+
+
+async def hammer(
+    base: str, token: str, paths: list[str], clients: int, seconds: float
+) -> dict[str, Any]:
+    url = urlsplit(base)
+    rng = random.Random(clients)
+    latencies: list[float] = []
+    statuses: Counter[int] = Counter()
+    deadline = time.perf_counter() + seconds
+
+    async def client() -> None:
+        conn = Connection(url.hostname or "127.0.0.1", url.port or 80, token)
+        try:
+            while time.perf_counter() < deadline:
+                path = rng.choice(paths)
+                began = time.perf_counter()
+                status, _ = await conn.request("GET", path)
+                latencies.append(time.perf_counter() - began)
+                statuses[status] += 1
+        finally:
+            conn.close()
+
+    began = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    elapsed = time.perf_counter() - began
+    ordered = sorted(latencies)
+    return {
+        "clients": clients,
+        "requests": len(latencies),
+        "requests_per_s": round(len(latencies) / elapsed, 1),
+        "latency_ms": {
+            name: round(percentile(ordered, share) * 1000, 3)
+            for name, share in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99), ("max", 1.0))
+        },
+        "statuses": {str(k): v for k, v in statuses.items()},
+    }
+
+
+def run_benchmark(url: str, *, seconds: float, workers: int, echo: Any) -> dict[str, Any]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        [(end,)] = conn.execute(LAST_READING).fetchall()
+        vehicles = [row[0] for row in conn.execute(VEHICLES)]
+        refreshed = time.perf_counter()
+        FleetEfficiencyRefresh().run(conn, end=end)
+        refresh_s = time.perf_counter() - refreshed
+        conn.execute("ANALYZE fleet_efficiency")
+    echo(f"{len(vehicles):,} vehicles; fleet refresh {refresh_s:.2f} s; data until {end}")
+    token = reader_token(url)
+    to = int(end.timestamp())
+    sample = random.Random(7).sample(vehicles, min(len(vehicles), 2000))
+    endpoints = {
+        "analytics": [f"/v1/analytics/performance/{v}?to={to}" for v in sample],
+        "vehicle": [f"/v1/vehicles/{v}" for v in sample],
+        "fleet": ["/v1/fleet/summary"],
+    }
+    result: dict[str, Any] = {
+        "host": host_facts(url),
+        "vehicles": len(vehicles),
+        "fleet_refresh_s": round(refresh_s, 3),
+        "server": {"workers": workers},
+        "steps": {},
+    }
+    # Authentication on, as in production; no rate limit (one token drives all the load).
+    settings = {
+        "ENERGY_AUTH": "on",
+        "ENERGY_TOKEN_KEY": TOKEN_KEY,
+        "ENERGY_RATE_PER_CREDENTIAL": "0",
+    }
+    with server(url, workers, settings=settings) as running:
+        for name, paths in endpoints.items():
+            asyncio.run(hammer(running.url, token, paths, 8, 1.0))  # warm the workers' pools
+            for clients in (1, 8):
+                figures = asyncio.run(hammer(running.url, token, paths, clients, seconds))
+                result["steps"][f"{name}-{clients}"] = figures
+                lat = figures["latency_ms"]
+                echo(
+                    f"{name} x{clients}: {figures['requests_per_s']:,.0f} req/s,"
+                    f" p50 {lat['p50']} p99 {lat['p99']} ms, statuses {figures['statuses']}"
+                )
+    return result
+
+
+def markdown(result: dict[str, Any]) -> str:
+    host = result["host"]
+    lines = [
+        "# Read API latency over HTTP",
+        "",
+        f"{host['cpus']} CPUs, Python {host['python']}, PostgreSQL {host['postgresql']},"
+        f" commit {host['commit']}; {result['vehicles']:,} vehicles; server"
+        f" {result['server']['workers']} workers, auth on (a reader token).",
+        "",
+        "| endpoint | clients | req/s | p50 ms | p95 ms | p99 ms | max ms | statuses |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for name, figures in result["steps"].items():
+        lat = figures["latency_ms"]
+        lines.append(
+            f"| {name.rsplit('-', 1)[0]} | {figures['clients']} | {figures['requests_per_s']:,.0f}"
+            f" | {lat['p50']} | {lat['p95']} | **{lat['p99']}** | {lat['max']}"
+            f" | {figures['statuses']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+@click.command()
+@click.option("--database-url", default=None, help="A caught-up database to read.")
+@click.option("--admin-dsn", default=ADMIN_DSN, show_default=True)
+@click.option("--devices", type=click.IntRange(min=2), default=2000, show_default=True)
+@click.option("--readings", type=click.IntRange(min=1), default=1440, show_default=True)
+@click.option("--seconds", type=click.FloatRange(min=0.1), default=15.0, show_default=True)
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=RESULTS, show_default=True)
+def cli(
+    database_url: str | None,
+    admin_dsn: str,
+    devices: int,
+    readings: int,
+    seconds: float,
+    workers: int,
+    out: Path,
+) -> None:
+    """Time the read API over HTTP; write reads.json/.md."""
+    if database_url is not None:
+        result = run_benchmark(database_url, seconds=seconds, workers=workers, echo=click.echo)
+    else:
+        with fresh_database(admin_dsn) as url:
+            seed.seed(
+                url, meters=devices // 2, vehicles=devices - devices // 2, days=readings / 1440
+            )
+            catch_up_all(url, 5000)
+            result = run_benchmark(url, seconds=seconds, workers=workers, echo=click.echo)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "reads.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "reads.md").write_text(markdown(result))
+    click.echo(f"wrote {out / 'reads.json'}")
+    bad = {k: v for k, f in result["steps"].items() for k, v in f["statuses"].items() if k != "200"}
+    if bad:
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    cli()
