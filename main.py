@@ -46,6 +46,7 @@ from domain.ledger import read_checkpoints, write_checkpoints
 from domain.rules import TimeRules
 from eventstore import START, Checkpoint, EventStore, Selection
 from eventstore.export import csv_lines, ndjson
+from eventstore.group_commit import GroupCommitStore
 from eventstore.store import HEAD, iter_events, translated_errors
 from projections.catalogue import BY_NAME as PROJECTIONS
 from projections.catalogue import LEDGER, NAMES, with_ledger
@@ -145,6 +146,8 @@ class Settings:
     max_json_depth: int
     api_role: str
     projector_role: str
+    group_commit: bool
+    group_commit_flushers: int
     read: ReadSettings
 
     @classmethod
@@ -181,6 +184,8 @@ class Settings:
             max_json_depth=_env_int("ENERGY_MAX_JSON_DEPTH", 8),
             api_role=os.environ.get("ENERGY_API_ROLE", "energy_api"),
             projector_role=os.environ.get("ENERGY_PROJECTOR_ROLE", "energy_projector"),
+            group_commit=_env_switch("ENERGY_GROUP_COMMIT", True),
+            group_commit_flushers=_env_int("ENERGY_GROUP_COMMIT_FLUSHERS", 2),
             read=ReadSettings(
                 max_span=timedelta(days=_env_int("ENERGY_MAX_RANGE_DAYS", 31)),
                 default_page=_env_int("ENERGY_PAGE_SIZE", 100),
@@ -277,6 +282,7 @@ def utc_now() -> datetime:
 
 
 _OPEN_POOLS: list[ConnectionPool[Any]] = []
+_CLOSE_AT_EXIT: list[Callable[[], None]] = []  # before the pools: group commits flush
 
 
 def wsgi() -> falcon.App:
@@ -296,8 +302,13 @@ def wsgi() -> falcon.App:
         with translated_errors(), pool.connection() as conn:
             return find_credential(conn, token_id)
 
+    store: EventStore | GroupCommitStore = EventStore(pool, upcast=CODEC.upcast)
+    if settings.group_commit:
+        # Concurrent requests of this worker share commits (see eventstore/group_commit.py).
+        store = GroupCommitStore(pool, upcast=CODEC.upcast, flushers=settings.group_commit_flushers)
+        _CLOSE_AT_EXIT.append(store.close)
     deps = Dependencies(
-        store=EventStore(pool, upcast=CODEC.upcast),
+        store=store,
         reads=ReadPool(reads),
         clock=utc_now,
         readiness=lambda: readiness_probe(pool),
@@ -323,6 +334,8 @@ def wsgi() -> falcon.App:
 
 
 def _close_pools(*_: object) -> None:
+    while _CLOSE_AT_EXIT:
+        _CLOSE_AT_EXIT.pop()()
     while _OPEN_POOLS:
         _OPEN_POOLS.pop().close()
 

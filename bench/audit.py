@@ -30,7 +30,7 @@ import click
 import psycopg
 
 from bench import seed
-from bench.run import ADMIN_DSN, RESULTS, fresh_database, host_facts
+from bench.harness import ADMIN_DSN, RESULTS, fresh_database, host_facts
 from projections.catalogue import LEDGER, with_ledger
 from projections.ledger import verify
 from projections.rebuild import rebuild

@@ -1,7 +1,7 @@
 """The projection benchmark: catch-up from zero, the efficiency query, and projector lag.
 
 ``python -m bench.projections`` runs, for each history size of ``--sizes`` (readings per
-device, 60 s apart), on a database of its own (see ``bench.run.fresh_database``):
+device, 60 s apart), on a database of its own (see ``bench.harness.fresh_database``):
 
 1. **seed**: ``--devices`` devices, half meters and half vehicles, every vehicle paired with
    its meter, get that many readings each by COPY (``bench.seed``), then ``VACUUM ANALYZE``;
@@ -27,7 +27,7 @@ stream (2.88 and 20 million events) for 10,000 devices. The query must cost the 
 On the first size's database, after its query step:
 
 4. **lag**: a projector process (``python -m main project``) and an API server
-   (``bench.run.server``) run while ``bench.loadgen`` posts single readings at a steady
+   (``bench.harness.server``) run while ``bench.loadgen`` posts single readings at a steady
    ``--lag-rate`` from 16 clients in a background thread (runs of 5 s with fresh devices each,
    until the probes are done). Meanwhile a probe vehicle of its own posts ``--probes``
    readings, one every ~20 ms; for each, the time from the 202 answer to the moment
@@ -64,7 +64,7 @@ import psycopg
 
 from bench import loadgen, seed
 from bench.fleet import Fleet
-from bench.run import ADMIN_DSN, RESULTS, ROOT, fresh_database, host_facts, server
+from bench.harness import ADMIN_DSN, RESULTS, ROOT, fresh_database, host_facts, server
 from domain.efficiency import Window
 from eventstore import Checkpoint
 from projections.catalogue import with_ledger

@@ -31,8 +31,8 @@ from psycopg_pool import ConnectionPool
 
 from bench import seed
 from bench.audit import catch_up_all
+from bench.harness import ADMIN_DSN, RESULTS, fresh_database, host_facts, server
 from bench.loadgen import Connection, percentile
-from bench.run import ADMIN_DSN, RESULTS, fresh_database, host_facts, server
 from commands.credentials import Credentials
 from projections.fleet_efficiency import FleetEfficiencyRefresh
 

@@ -15,17 +15,10 @@ table; any other step is listed under it with its description.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
-import platform
 import secrets
-import socket
-import subprocess
-import sys
-import tempfile
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
@@ -35,20 +28,25 @@ from typing import Any
 
 import click
 import psycopg
-from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import ConnectionPool
 
 import migrations
-from bench import loadgen, seed
+from bench import audit, loadgen, reads, seed
+from bench.harness import (
+    ADMIN_DSN,
+    RESULTS,
+    fresh_database,
+    host_facts,
+    server,
+)
+from commands.credentials import Credentials
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "bench" / "results"
-ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
-
-CREATE_DATABASE = sql.SQL("CREATE DATABASE {name}")
-DROP_DATABASE = sql.SQL("DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-SERVER_VERSION = "SHOW server_version"
 EVENTS_BY_TYPE = "SELECT event_type, count(*) FROM events GROUP BY event_type ORDER BY 1"
+COUNT_EVENTS = "SELECT count(*) FROM events"
+LAST_SEEDED = "SELECT max(recorded_at) FROM vehicle_history WHERE vehicle_id LIKE 'seed-%%'"
+SEEDED_VEHICLES = "SELECT vehicle_id FROM vehicle_live WHERE vehicle_id LIKE 'seed-%%' LIMIT 2000"
+TOKEN_KEY = "the standard benchmark's token key"
 
 
 @dataclass(frozen=True)
@@ -64,6 +62,8 @@ class Sizes:
     single_readings: int | None = None
     batch_readings: int | None = None
     warmup_readings: int = 2000
+    seed_devices: int = 2000  # history seeded before the server starts (catch-up, analytics)
+    seed_days: float = 0.5
 
 
 SMOKE = Sizes(
@@ -75,15 +75,9 @@ SMOKE = Sizes(
     single_readings=120,
     batch_readings=2500,
     warmup_readings=0,
+    seed_devices=6,
+    seed_days=0.05,
 )
-
-
-@dataclass(frozen=True)
-class Server:
-    """A running API server: its base URL and the gunicorn master's process id."""
-
-    url: str
-    pid: int
 
 
 @dataclass(frozen=True)
@@ -93,6 +87,7 @@ class Context:
     url: str
     database_url: str
     sizes: Sizes
+    token: str | None = None  # the bearer token the server expects
 
 
 @dataclass(frozen=True)
@@ -123,6 +118,7 @@ def load_step(name: str, description: str, mode: str, clients: int | None = None
             vehicles=sizes.vehicles,
             prefix=f"{name}-",
             duration_s=sizes.duration_s,
+            token=ctx.token,
             **bound,
         )
         return loadgen.run(config, None if mode == "health" else ctx.database_url)
@@ -135,103 +131,45 @@ STEPS: list[Step] = [
     load_step("single-8", "one reading per request, 8 clients", "single", 8),
     load_step("single-64", "one reading per request, 64 clients", "single", 64),
     load_step("batch-1000", "JSON arrays of 1,000 readings", "batch"),
-    # Hooks: projection catch-up and analytics-query steps are appended here.
 ]
 
 
-def free_port() -> int:
-    """A TCP port free on the loopback interface right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@contextmanager
-def fresh_database(admin_dsn: str, keep: bool = False) -> Iterator[str]:
-    """A new, migrated database on ``admin_dsn``'s server, dropped afterwards unless ``keep``."""
-    dbname = f"energy_bench_{secrets.token_hex(6)}"
-    name = sql.Identifier(dbname)
-    with psycopg.connect(admin_dsn, autocommit=True) as conn:
-        conn.execute(CREATE_DATABASE.format(name=name))
-    url = make_conninfo(admin_dsn, dbname=dbname)
-    try:
-        migrations.migrate(url)
-        yield url
-    finally:
-        if not keep:
-            with psycopg.connect(admin_dsn, autocommit=True) as conn:
-                conn.execute(DROP_DATABASE.format(name=name))
-
-
-@contextmanager
-def server(
-    database_url: str,
-    workers: int,
-    timeout_s: float = 30.0,
-    settings: dict[str, str] | None = None,
-) -> Iterator[Server]:
-    """``python -m main serve`` on a free port of its own, yielded once it is ready.
-
-    ``settings`` are extra ``ENERGY_*`` variables; without them authentication is off
-    (a benchmark that measures it passes ``ENERGY_AUTH`` and ``ENERGY_TOKEN_KEY``).
-    """
-    port = free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "ENERGY_LOG_LEVEL": "warning",
-        "ENERGY_AUTH": "off",
-        **(settings or {}),
-    }
-    command = [sys.executable, "-m", "main", "serve", "--bind", f"127.0.0.1:{port}"]
-    with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(
-            [*command, "--workers", str(workers)], cwd=ROOT, env=env, stdout=log, stderr=log
-        )
-        try:
-            url = f"http://127.0.0.1:{port}"
-            _wait_ready(url, process, timeout_s, log)
-            yield Server(url, process.pid)
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float, log: Any) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            break
-        try:
-            with urllib.request.urlopen(f"{url}/ready", timeout=2) as answer:
-                if answer.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.1)
-    log.seek(0)
-    tail = log.read()[-4000:].decode(errors="replace")
-    raise RuntimeError(f"the server at {url} did not become ready:\n{tail}")
-
-
-def host_facts(database_url: str) -> dict[str, Any]:
-    """Where the figures come from: machine, Python, PostgreSQL and commit."""
-    with psycopg.connect(database_url) as conn:
-        row = conn.execute(SERVER_VERSION).fetchone()
-    commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    ).stdout.strip()
+def catch_up_step(ctx: Context) -> dict[str, Any]:
+    """Every projection from position zero to the head: the seeded history and all the
+    readings the steps before wrote (no projector runs meanwhile)."""
+    with psycopg.connect(ctx.database_url) as conn:
+        row = conn.execute(COUNT_EVENTS).fetchone()
+    events = int(row[0]) if row else 0
+    seconds = audit.catch_up_all(ctx.database_url, 5000)
     return {
-        "cpus": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "postgresql": row[0] if row else None,
-        "commit": commit or None,
+        "events": events,
+        "seconds": round(seconds, 2),
+        "events_per_s": round(events / seconds, 1) if seconds else 0.0,
     }
+
+
+def analytics_step(clients: int) -> Callable[[Context], dict[str, Any]]:
+    """The 24-hour analytics of random seeded vehicles over HTTP, after the catch-up."""
+
+    def run(ctx: Context) -> dict[str, Any]:
+        with psycopg.connect(ctx.database_url) as conn:
+            [(end,)] = conn.execute(LAST_SEEDED).fetchall()
+            vehicles = [row[0] for row in conn.execute(SEEDED_VEHICLES)]
+        if end is None or not vehicles:
+            return {"skipped": "no seeded history"}
+        to = int(end.timestamp())
+        paths = [f"/v1/analytics/performance/{v}?to={to}" for v in vehicles]
+        seconds = max(ctx.sizes.duration_s / 3, 0.3)
+        return asyncio.run(reads.hammer(ctx.url, ctx.token or "", paths, clients, seconds))
+
+    return run
+
+
+STEPS += [
+    Step("catch-up", "every projection from zero to the head of the log", catch_up_step),
+    Step("analytics-1", "GET /v1/analytics/performance, 1 client", analytics_step(1)),
+    Step("analytics-8", "GET /v1/analytics/performance, 8 clients", analytics_step(8)),
+]
 
 
 def cpu_seconds(server_pid: int, dbname: str) -> dict[str, float]:
@@ -284,16 +222,27 @@ def run_suite(
     workers: int = 2,
     sizes: Sizes = Sizes(),
     steps: list[Step] | None = None,
-    seed_days: float = 0.0,
+    seed_days: float | None = None,
+    auth: bool = True,
     echo: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Run ``steps`` (default ``STEPS``) against a server of their own; the results."""
+    """Run ``steps`` (default ``STEPS``) against a server of their own; the results.
+
+    The server checks bearer tokens (``auth``, as in production): the steps send an
+    operator token, with no per-credential rate limit (one token drives all the load).
+    """
     steps = STEPS if steps is None else steps
+    seed_days = sizes.seed_days if seed_days is None else seed_days
     with _database(admin_dsn, database_url, keep_database) as url:
         result: dict[str, Any] = {
             "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "host": host_facts(url),
-            "server": {"workers": workers, "threads": int(os.environ.get("ENERGY_THREADS", 8))},
+            "server": {
+                "workers": workers,
+                "threads": int(os.environ.get("ENERGY_THREADS", 8)),
+                "auth": auth,
+                "group_commit": os.environ.get("ENERGY_GROUP_COMMIT", "on"),
+            },
             "sizes": asdict(sizes),
             "seed": None,
             "steps": {},
@@ -301,25 +250,32 @@ def run_suite(
         if seed_days > 0:
             result["seed"] = seed.seed(
                 url,
-                meters=sizes.meters,
-                vehicles=sizes.vehicles,
+                meters=sizes.seed_devices // 2,
+                vehicles=sizes.seed_devices - sizes.seed_devices // 2,
                 days=seed_days,
                 prefix="seed-",
                 jobs=os.cpu_count() or 1,
             )
             echo(f"seed: {result['seed']['events']} events, {result['seed']['events_per_s']}/s")
         dbname = conninfo_to_dict(url).get("dbname", "")
-        with server(url, workers) as running:
+        token = operator_token(url) if auth else None
+        settings = {
+            "ENERGY_AUTH": "on" if auth else "off",
+            "ENERGY_TOKEN_KEY": TOKEN_KEY,
+            "ENERGY_RATE_PER_CREDENTIAL": "0",
+        }
+        with server(url, workers, settings=settings) as running:
             if sizes.warmup_readings:
-                _warm_up(running.url, sizes)
+                _warm_up(running.url, sizes, token)
             for step in steps:
                 before = cpu_seconds(running.pid, dbname)
-                figures = step.run(Context(url=running.url, database_url=url, sizes=sizes))
+                context = Context(url=running.url, database_url=url, sizes=sizes, token=token)
+                figures = step.run(context)
                 figures["cpu_ms_per_request"] = cpu_per_request(
                     before, cpu_seconds(running.pid, dbname), figures
                 )
                 result["steps"][step.name] = {"description": step.description, **figures}
-                echo(loadgen.describe(step.name, figures))
+                echo(describe(step.name, figures))
         result["events_by_type"] = events_by_type(url)
         if keep_database:
             echo(f"database kept: {url}")
@@ -337,7 +293,26 @@ def _database(admin_dsn: str, database_url: str | None, keep: bool) -> Iterator[
         yield url
 
 
-def _warm_up(base: str, sizes: Sizes) -> None:
+def operator_token(url: str) -> str:
+    """A fresh operator token for the run (the server checks it under ``TOKEN_KEY``)."""
+    with ConnectionPool(url, min_size=1, max_size=1, open=True) as pool:
+        _, token = Credentials(pool, TOKEN_KEY.encode()).issue(
+            {"identity": f"bench-{secrets.token_hex(4)}", "role": "operator"},
+            issued_by="bench.run",
+            now=datetime.now(UTC),
+        )
+    return token
+
+
+def describe(name: str, figures: dict[str, Any]) -> str:
+    """One line for a step: loadgen's for a load step, the figures otherwise."""
+    if "config" in figures:
+        return loadgen.describe(name, figures)
+    shown = {k: v for k, v in figures.items() if k not in ("cpu_ms_per_request", "description")}
+    return f"{name}: {shown}"
+
+
+def _warm_up(base: str, sizes: Sizes, token: str | None) -> None:
     """Open the workers' pool connections before anything is measured (not reported)."""
     config = loadgen.Config(
         url=base,
@@ -347,6 +322,7 @@ def _warm_up(base: str, sizes: Sizes) -> None:
         prefix="warmup-",
         readings=sizes.warmup_readings,
         duration_s=10.0,
+        token=token,
     )
     loadgen.run(config)
 
@@ -375,7 +351,9 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         f"{host['cpus']} CPUs, Python {host['python']}, PostgreSQL {host['postgresql']}, "
         f"commit {host['commit']}; server: {result['server']['workers']} workers x "
-        f"{result['server']['threads']} threads; {result['sizes']['duration_s']} s per step.",
+        f"{result['server']['threads']} threads, auth {_on(result['server'].get('auth'))},"
+        f" group commit {result['server'].get('group_commit', 'on')};"
+        f" {result['sizes']['duration_s']} s per step.",
         "",
         "| step | clients | req/s | readings/s | p50 ms | p95 ms | p99 ms | max ms "
         "| errors | lost/doubled | readings/s vs /health req/s | CPU ms/req server/db/client |",
@@ -383,6 +361,21 @@ def markdown(result: dict[str, Any]) -> str:
     ]
     others = []
     for name, figures in result["steps"].items():
+        if "events_per_s" in figures:
+            others.append(
+                f"- {name} ({figures['description']}): {figures['events']:,} events in"
+                f" {figures['seconds']} s = **{figures['events_per_s']:,.0f} events/s**"
+            )
+            continue
+        if "latency_ms" in figures and "clients" in figures:
+            lat = figures["latency_ms"]
+            failed = {k: v for k, v in figures["statuses"].items() if k != "200"}
+            lines.append(
+                f"| {name} | {figures['clients']} | {figures['requests_per_s']:.0f} | - "
+                f"| {lat['p50']} | {lat['p95']} | {lat['p99']} | {lat['max']} "
+                f"| {_errors(failed)} | - | - | - |"
+            )
+            continue
         if "latency_ms" not in figures or "config" not in figures:
             others.append(f"- {name}: {figures.get('description', '')} (see latest.json)")
             continue
@@ -408,6 +401,10 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _on(flag: object) -> str:
+    return "on" if flag else "off"
+
+
 def _errors(errors: dict[str, int]) -> str:
     return ", ".join(f"{status}: {count}" for status, count in errors.items()) or "0"
 
@@ -430,7 +427,13 @@ def write_results(result: dict[str, Any], folder: Path) -> tuple[Path, Path]:
 @click.option("--meters", type=click.IntRange(min=1), default=None)
 @click.option("--vehicles", type=click.IntRange(min=1), default=None)
 @click.option("--batch-clients", type=click.IntRange(min=1), default=None)
-@click.option("--seed-days", type=click.FloatRange(min=0), default=0.0, help="History first.")
+@click.option(
+    "--seed-days",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="Days of history for the seed devices, seeded first [0.5; smoke 0.05].",
+)
+@click.option("--auth/--no-auth", default=True, show_default=True, help="Bearer tokens checked.")
 @click.option("--steps", "names", default=None, help="Comma-separated step names [all].")
 @click.option("--smoke", is_flag=True, help="Tiny sizes: a few seconds in all.")
 @click.option("--out", type=click.Path(path_type=Path), default=RESULTS, show_default=True)
@@ -443,7 +446,8 @@ def cli(
     meters: int | None,
     vehicles: int | None,
     batch_clients: int | None,
-    seed_days: float,
+    seed_days: float | None,
+    auth: bool,
     names: str | None,
     smoke: bool,
     out: Path,
@@ -471,6 +475,7 @@ def cli(
         sizes=sizes,
         steps=steps,
         seed_days=seed_days,
+        auth=auth,
         echo=click.echo,
     )
     for path in write_results(result, out):

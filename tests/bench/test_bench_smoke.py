@@ -15,7 +15,7 @@ import psycopg
 from click.testing import CliRunner
 from psycopg_pool import ConnectionPool
 
-from bench import loadgen, run, seed
+from bench import harness, loadgen, run, seed
 from commands.ingest import ingest
 from commands.mapping import create_mapping
 from commands.outcomes import Status
@@ -50,7 +50,7 @@ def test_the_standard_run_stores_every_acknowledged_reading_once(
     assert list(result["steps"]) == [step.name for step in run.STEPS]
     health = result["steps"]["health-64"]
     assert health["statuses"] == {"200": health["requests"]} and health["requests"] > 0
-    writes = [figures for figures in result["steps"].values() if figures["verify"]]
+    writes = [figures for figures in result["steps"].values() if figures.get("verify")]
     assert len(writes) == 3
     for figures in writes:
         assert figures["verify"]["lost"] == 0 and figures["verify"]["doubled"] == 0
@@ -64,13 +64,21 @@ def test_the_standard_run_stores_every_acknowledged_reading_once(
         assert figures["mappings"] == {"accepted": pairs}
         assert figures["verify"]["checked"] == items["accepted"] + pairs
 
+    caught = result["steps"]["catch-up"]
+    assert caught["events"] == sum(counts(url).values()) and caught["events_per_s"] > 0
+    for name in ("analytics-1", "analytics-8"):
+        figures = result["steps"][name]
+        assert figures["requests"] > 0 and figures["statuses"] == {"200": figures["requests"]}
+    assert result["server"]["auth"] is True  # the steps sent a real token
+
     stored = counts(url)
     accepted = sum(figures["items"]["accepted"] for figures in writes)
     readings = stored["MeterReadingRecorded"] + stored["VehicleReadingRecorded"]
-    assert readings == accepted
+    assert readings == accepted + result["seed"]["readings"]  # the seeded history too
     assert result["events_by_type"] == stored
     table = (tmp_path / "latest.md").read_text()
-    assert all(f"| {name} |" in table for name in result["steps"])
+    assert all(f"| {name} |" in table for name in result["steps"] if name != "catch-up")
+    assert "- catch-up (" in table
 
 
 def test_ndjson_batches_are_verified_against_the_database(
@@ -78,7 +86,7 @@ def test_ndjson_batches_are_verified_against_the_database(
 ) -> None:
     url = databases.create()
     out = tmp_path / "ndjson.json"
-    with run.server(url, workers=1) as running:
+    with harness.server(url, workers=1) as running:
         invoke(
             loadgen.cli,
             *("--url", running.url, "--mode", "batch", "--ndjson", "--batch-size", "50"),

@@ -1,0 +1,140 @@
+"""Group commit: concurrent appends share one transaction, so one commit (one WAL flush)
+serves many requests, and each caller is answered only once its events are durable.
+
+A caller puts its events on a queue and waits. A flusher thread takes everything queued,
+appends it in one transaction (in queue order, each caller's events together) and hands
+each caller its own answers after the commit. While a flush commits, the next callers
+queue up, so the batches grow with the load by themselves: no caller waits on a timer.
+
+Idempotency and the per-event answers are those of ``append_events`` over the whole batch:
+a reading two callers send at once is stored once, the second caller told ``duplicate``.
+A batch whose transaction fails for a reason other than the database being unavailable
+(a value the database refuses, say) is retried caller by caller, so that nothing valid is
+lost because another request was bad.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from psycopg_pool import ConnectionPool
+
+from eventstore.records import Appended, NewEvent
+from eventstore.store import StoreUnavailable, Upcast, append_events, translated_errors
+
+log = logging.getLogger(__name__)
+
+
+class _Waiting:
+    """One caller's events, and what became of them."""
+
+    __slots__ = ("answers", "done", "error", "events")
+
+    def __init__(self, events: Sequence[NewEvent]) -> None:
+        self.events = events
+        self.done = threading.Event()
+        self.answers: list[Appended] = []
+        self.error: BaseException | None = None
+
+
+class GroupCommitStore:
+    """An ``Appender`` over ``pool`` whose concurrent callers share commits.
+
+    ``flushers`` threads commit at once (each with a pool connection of its own), and a
+    batch holds at most ``max_events`` events (callers beyond wait for the next one).
+    """
+
+    def __init__(
+        self,
+        pool: ConnectionPool[Any],
+        upcast: Upcast | None = None,
+        *,
+        flushers: int = 2,
+        max_events: int = 5000,
+    ) -> None:
+        self._pool, self._upcast, self._max_events = pool, upcast, max_events
+        self._queue: list[_Waiting] = []
+        self._ready = threading.Condition()
+        self._closed = False
+        self._threads = [
+            threading.Thread(target=self._flush_forever, name=f"group-commit-{n}", daemon=True)
+            for n in range(flushers)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def append(self, events: Sequence[NewEvent]) -> list[Appended]:
+        """Append ``events`` (atomically, in order); answers once they are committed."""
+        if not events:
+            return []
+        waiting = _Waiting(events)
+        with self._ready:
+            if self._closed:
+                raise StoreUnavailable("the event store is shutting down")
+            self._queue.append(waiting)
+            self._ready.notify()
+        waiting.done.wait()
+        if waiting.error is not None:
+            raise waiting.error
+        return waiting.answers
+
+    def close(self) -> None:
+        """Refuse new appends; the queued ones are still committed."""
+        with self._ready:
+            self._closed = True
+            self._ready.notify_all()
+        for thread in self._threads:
+            thread.join(timeout=10)
+
+    def _take(self) -> list[_Waiting] | None:
+        with self._ready:
+            while not self._queue:
+                if self._closed:
+                    return None
+                self._ready.wait()
+            batch: list[_Waiting] = []
+            size = 0
+            while self._queue and (
+                not batch or size + len(self._queue[0].events) <= self._max_events
+            ):
+                waiting = self._queue.pop(0)
+                batch.append(waiting)
+                size += len(waiting.events)
+            return batch
+
+    def _flush_forever(self) -> None:
+        while (batch := self._take()) is not None:
+            try:
+                self._flush(batch)
+            except StoreUnavailable as exc:
+                self._fail(batch, exc)
+            except Exception:
+                log.warning("a shared commit failed; committing its %d callers alone", len(batch))
+                for waiting in batch:
+                    try:
+                        self._flush([waiting])
+                    except BaseException as exc:  # this caller's own failure, answered to it
+                        self._fail([waiting], exc)
+            except BaseException as exc:
+                self._fail(batch, exc)
+                raise
+
+    def _flush(self, batch: list[_Waiting]) -> None:
+        events = [event for waiting in batch for event in waiting.events]
+        with translated_errors(), self._pool.connection() as conn, conn.transaction():
+            answers = append_events(conn, events, self._upcast)
+        start = 0
+        for waiting in batch:
+            waiting.answers = answers[start : start + len(waiting.events)]
+            start += len(waiting.events)
+            waiting.done.set()
+
+    @staticmethod
+    def _fail(batch: list[_Waiting], error: BaseException) -> None:
+        for waiting in batch:
+            if not waiting.done.is_set():
+                waiting.error = error
+                waiting.done.set()

@@ -1,0 +1,127 @@
+"""Group commit on a real PostgreSQL: callers share transactions, each gets its own answers
+only once committed, idempotency holds across callers, and a bad caller fails alone."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg_pool import ConnectionPool
+
+from eventstore import AppendStatus, NewEvent, StoreUnavailable
+from eventstore.group_commit import GroupCommitStore
+from tests.ids import fresh_id
+from tests.integration.test_eventstore import NOW, new_event
+
+TRANSACTIONS = """
+SELECT count(DISTINCT transaction_id), count(*) FROM events WHERE stream_id LIKE %(prefix)s
+"""
+
+
+@pytest.fixture
+def store(pool: ConnectionPool[Any]) -> Iterator[GroupCommitStore]:
+    grouped = GroupCommitStore(pool, flushers=2)
+    yield grouped
+    grouped.close()
+
+
+def concurrently(count: int, call: Any) -> list[Any]:
+    barrier, results, lock = threading.Barrier(count), [None] * count, threading.Lock()
+
+    def run(n: int) -> None:
+        barrier.wait()
+        outcome: Any
+        try:
+            outcome = call(n)
+        except Exception as exc:
+            outcome = exc
+        with lock:
+            results[n] = outcome
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def test_concurrent_callers_share_commits_and_each_gets_its_own_answers(
+    store: GroupCommitStore, database_url: str
+) -> None:
+    prefix = fresh_id("gc")
+    answers = concurrently(
+        48,
+        lambda n: store.append(
+            [new_event(f"{prefix}-{n}", {"n": n, "part": part}) for part in range(3)]
+        ),
+    )
+    with psycopg.connect(database_url) as conn:
+        [(transactions, stored)] = conn.execute(TRANSACTIONS, {"prefix": prefix + "%"}).fetchall()
+        rows = conn.execute(
+            "SELECT stream_id, payload, position FROM events WHERE stream_id LIKE %(prefix)s",
+            {"prefix": prefix + "%"},
+        ).fetchall()
+    assert stored == 48 * 3
+    assert transactions < 48  # commits were shared
+    by_position = {position: (stream, payload) for stream, payload, position in rows}
+    for n, mine in enumerate(answers):
+        assert [a.status for a in mine] == [AppendStatus.APPENDED] * 3
+        assert [by_position[a.position] for a in mine] == [
+            (f"{prefix}-{n}", {"n": n, "part": part}) for part in range(3)
+        ]
+        assert mine[0].position < mine[1].position < mine[2].position
+
+
+def test_the_same_event_from_many_callers_at_once_is_stored_once(
+    store: GroupCommitStore, database_url: str
+) -> None:
+    stream, event_id = fresh_id("gc"), uuid.uuid4()
+    answers = concurrently(24, lambda n: store.append([new_event(stream, {"same": 1}, event_id)]))
+    statuses = sorted(a[0].status.value for a in answers)
+    assert statuses == ["appended"] + ["duplicate"] * 23
+    assert len({a[0].position for a in answers}) == 1
+    clash = store.append([new_event(stream, {"same": 2}, event_id)])
+    assert clash[0].status is AppendStatus.CONFLICT
+
+
+def test_a_caller_whose_events_the_database_refuses_fails_alone(
+    store: GroupCommitStore, database_url: str
+) -> None:
+    prefix = fresh_id("gc")
+
+    def call(n: int) -> Any:
+        if n == 5:  # a payload no jsonb column can hold
+            bad = NewEvent(
+                event_id=uuid.uuid4(),
+                stream_id=f"{prefix}-bad",
+                event_type="Tested",
+                schema_version=1,
+                payload={"text": "\x00"},
+                metadata={},
+                received_at=NOW,
+            )
+            return store.append([bad])
+        return store.append([new_event(f"{prefix}-{n}", {"n": n})])
+
+    results = concurrently(16, call)
+    assert isinstance(results[5], psycopg.Error)
+    assert all(
+        isinstance(r, list) and r[0].status is AppendStatus.APPENDED
+        for n, r in enumerate(results)
+        if n != 5
+    )
+    with psycopg.connect(database_url) as conn:
+        [(_, stored)] = conn.execute(TRANSACTIONS, {"prefix": prefix + "%"}).fetchall()
+    assert stored == 15
+
+
+def test_a_closed_store_refuses_new_appends(pool: ConnectionPool[Any]) -> None:
+    store = GroupCommitStore(pool, flushers=1)
+    store.close()
+    with pytest.raises(StoreUnavailable):
+        store.append([new_event(fresh_id("gc"), {"late": True})])
