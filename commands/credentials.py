@@ -36,6 +36,8 @@ UPDATE credentials SET revoked_at = %(at)s
 WHERE token_id = %(token_id)s AND revoked_at IS NULL
 RETURNING identity
 """
+# Every API worker hears of a revocation and forgets the credential (queries.credentials).
+NOTIFY_REVOKED = "SELECT pg_notify('energy_credentials', %(token_id)s)"
 REFUSAL = """
 INSERT INTO auth_refusals (token_id, method, path, status, reason, remote)
 VALUES (%(token_id)s, %(method)s, %(path)s, %(status)s, %(reason)s, %(remote)s)
@@ -91,6 +93,7 @@ class Credentials:
                 return None
             event = TokenRevoked(token_id=token_id, revoked_by=revoked_by, revoked_at=now)
             append_events(conn, [_encode(event, f"token-revoked/{token_id}", now)])
+            conn.execute(NOTIFY_REVOKED, {"token_id": token_id})  # delivered on commit
         return event
 
     def record_refusal(

@@ -46,6 +46,7 @@ class Security:
     enabled: bool = False
     key: bytes = b""  # the server's token key: tokens are stored as HMACs under it
     lookup: Callable[[str], StoredCredential | None] = lambda token_id: None
+    evict: Callable[[str], None] = lambda token_id: None  # forget a revoked token at once
     record_refusal: Callable[..., None] = lambda **refusal: None
     rate: float = 0.0  # requests per second per credential in this process (0: no limit)
     burst: float = 0.0

@@ -69,4 +69,5 @@ class TokenResource:
         )
         if revoked is None:
             raise Problem(404, "not-found", "Not Found", "No live token has this id.")
+        self._deps.security.evict(token_id)  # the other workers hear of it by NOTIFY
         resp.data = json_bytes(plain(revoked))

@@ -157,3 +157,36 @@ def test_without_a_token_the_api_answers_401_and_health_stays_open(server: str) 
     )
     assert status == 401 and "unknown credentials" in body["detail"]
     assert request(f"{server}/health", token=None) == (200, {"status": "ok"})
+
+
+def test_a_token_revoked_through_one_worker_is_refused_by_every_worker_within_moments(
+    server: str,
+) -> None:
+    req = urllib.request.Request(
+        f"{server}/v1/tokens",
+        data=json.dumps({"identity": fresh_id("dash"), "role": "reader"}).encode(),
+        headers={
+            "Content-Type": "application/json",
+            "Authorization": f"Bearer {TOKEN['operator']}",
+        },
+    )
+    with urllib.request.urlopen(req, timeout=10) as answer:
+        created = json.loads(answer.read())
+    token = created["token"]
+    for _ in range(20):  # both workers verify it, and may cache it
+        assert request(f"{server}/v1/vehicles", token=token)[0] == 200
+    revoke = urllib.request.Request(
+        f"{server}/v1/tokens/{created['tokenId']}",
+        method="DELETE",
+        headers={"Authorization": f"Bearer {TOKEN['operator']}"},
+    )
+    with urllib.request.urlopen(revoke, timeout=10) as answer:
+        assert answer.status == 200
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        statuses = {request(f"{server}/v1/vehicles", token=token)[0] for _ in range(10)}
+        if statuses == {401}:
+            break
+        time.sleep(0.01)
+    assert statuses == {401}
+    assert {request(f"{server}/v1/vehicles", token=token)[0] for _ in range(20)} == {401}
