@@ -124,7 +124,8 @@ class GroupCommitStore:
 
     def _flush(self, batch: list[_Waiting]) -> None:
         events = [event for waiting in batch for event in waiting.events]
-        with translated_errors(), self._pool.connection() as conn, conn.transaction():
+        with translated_errors(), self._pool.connection() as conn:
+            conn.autocommit = True  # the one statement is the transaction: one round trip
             answers = append_events(conn, events, self._upcast)
         start = 0
         for waiting in batch:

@@ -27,18 +27,33 @@ from eventstore.records import (
     StoredEvent,
 )
 
-INSERT = """
-INSERT INTO events (event_id, stream_id, event_type, schema_version, payload, metadata, received_at)
-SELECT e.event_id, e.stream_id, e.event_type, e.schema_version, e.payload::jsonb,
-       e.metadata::jsonb, e.received_at
-FROM unnest(%(event_ids)s::uuid[], %(stream_ids)s::text[], %(event_types)s::text[],
-            %(versions)s::int2[], %(payloads)s::text[], %(metadata)s::text[],
-            %(received_at)s::timestamptz[])
-     WITH ORDINALITY AS e(event_id, stream_id, event_type, schema_version, payload, metadata,
-                          received_at, n)
-ORDER BY e.n
-ON CONFLICT (event_id) DO NOTHING
-RETURNING event_id, position
+# The arrays go in binary (%(...)b): psycopg's text arrays escape every element with a
+# regular expression, which was 39 % of a batch's request time in Python.
+# One statement, one round trip: insert what is new and, in the same statement, return
+# the stored position, version and payload of every id that was there already (the second
+# half reads the statement's snapshot: the rows inserted by the first half are not in it).
+APPEND = """
+WITH input AS (
+    SELECT * FROM unnest(%(event_ids)b::uuid[], %(stream_ids)b::text[], %(event_types)b::text[],
+                         %(versions)b::int2[], %(payloads)b::text[], %(metadata)b::text[],
+                         %(received_at)b::timestamptz[])
+         WITH ORDINALITY AS e(event_id, stream_id, event_type, schema_version, payload,
+                              metadata, received_at, n)
+), inserted AS (
+    INSERT INTO events
+        (event_id, stream_id, event_type, schema_version, payload, metadata, received_at)
+    SELECT event_id, stream_id, event_type, schema_version, payload::jsonb, metadata::jsonb,
+           received_at
+    FROM input
+    ORDER BY n
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING event_id, position
+)
+SELECT event_id, position, NULL::int2, NULL::jsonb FROM inserted
+UNION ALL
+SELECT e.event_id, e.position, e.schema_version, e.payload
+FROM events e
+WHERE e.event_id IN (SELECT event_id FROM input)
 """
 
 EXISTING = """
@@ -150,7 +165,8 @@ Upcast = Callable[[str, int, dict[str, Any]], dict[str, Any]]
 def append_events(
     conn: psycopg.Connection[Any], events: Sequence[NewEvent], upcast: Upcast | None = None
 ) -> list[Appended]:
-    """Append ``events`` through ``conn`` in the caller's transaction; one answer per event.
+    """Append ``events`` through ``conn``, in the caller's transaction or (autocommit) in
+    one statement of its own; one answer per event.
 
     An event whose id is already stored is a duplicate when its payload is equal to the
     stored one and a conflict otherwise; either way nothing is written for it. A payload
@@ -169,14 +185,21 @@ def append_events(
         "received_at": [e.received_at for e in events],
     }
     cursor = conn.cursor(row_factory=tuple_row)
-    cursor.execute(INSERT, params)
-    inserted: dict[uuid.UUID, int] = {row[0]: row[1] for row in cursor.fetchall()}
-
+    inserted: dict[uuid.UUID, int] = {}
     stored: dict[uuid.UUID, tuple[int, int, dict[str, Any]]] = {}
-    missing = [e.event_id for e in events if e.event_id not in inserted]
+    for event_id, position, version, payload in cursor.execute(APPEND, params).fetchall():
+        if version is None:
+            inserted[event_id] = position
+        else:
+            stored[event_id] = (position, version, payload)
+    # An id another transaction committed while this statement waited on it is in neither
+    # half (it committed after the snapshot): a second look, with a snapshot of its own.
+    missing = [
+        e.event_id for e in events if e.event_id not in inserted and e.event_id not in stored
+    ]
     if missing:
         cursor.execute(EXISTING, {"event_ids": missing})
-        stored = {row[0]: (row[1], row[2], row[3]) for row in cursor.fetchall()}
+        stored.update({row[0]: (row[1], row[2], row[3]) for row in cursor.fetchall()})
 
     answers: list[Appended] = []
     first_payload: dict[uuid.UUID, dict[str, Any]] = {}
@@ -222,7 +245,8 @@ class EventStore:
 
     def append(self, events: Sequence[NewEvent]) -> list[Appended]:
         """Append ``events`` atomically; return one ``Appended`` per event, in order."""
-        with translated_errors(), self._pool.connection() as conn, conn.transaction():
+        with translated_errors(), self._pool.connection() as conn:
+            conn.autocommit = True  # the one statement is the transaction: one round trip
             return append_events(conn, events, self._upcast)
 
     def read_all(self, after: Checkpoint = START, limit: int = 1000) -> list[StoredEvent]:

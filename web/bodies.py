@@ -61,17 +61,15 @@ def depth(value: object) -> int:
     deepest, pending = 0, [(value, 1)]
     while pending:
         current, level = pending.pop()
-        children = (
-            current.values()
-            if isinstance(current, dict)
-            else current
-            if isinstance(current, list)
-            else None
-        )
-        if children is None:
+        if type(current) is dict:
+            children: Iterable[object] = current.values()
+        elif type(current) is list:
+            children = current
+        else:
             continue
         deepest = max(deepest, level)
-        pending.extend((child, level + 1) for child in children)
+        # Only containers are visited: a batch of flat readings costs one pass over them.
+        pending.extend((child, level + 1) for child in children if type(child) in (dict, list))
     return deepest
 
 
