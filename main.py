@@ -153,7 +153,9 @@ class Settings:
     @classmethod
     def from_env(cls) -> Settings:
         cpus = os.cpu_count() or 1
-        threads = _env_int("ENERGY_THREADS", 8)
+        # Measured on 2 cores (README, "Worker model"): 32 threads per worker give group
+        # commit room to batch; a database pool of 8 per worker is plenty for them.
+        threads = _env_int("ENERGY_THREADS", 32)
         data_dir = Path(os.environ.get("ENERGY_DATA_DIR", ".energy"))
         return cls(
             database_url=os.environ.get("DATABASE_URL") or None,
@@ -162,7 +164,7 @@ class Settings:
             bind=os.environ.get("ENERGY_BIND", "127.0.0.1:3000"),
             workers=_env_int("ENERGY_WORKERS", cpus),
             threads=threads,
-            pool_size=_env_int("ENERGY_POOL_SIZE", threads),
+            pool_size=_env_int("ENERGY_POOL_SIZE", min(threads, 8)),
             statement_timeout_ms=_env_int("ENERGY_STATEMENT_TIMEOUT_MS", 5000),
             max_body_bytes=_env_int("ENERGY_MAX_BODY_BYTES", 8 * 1024 * 1024),
             max_batch_items=_env_int("ENERGY_MAX_BATCH_ITEMS", 10_000),

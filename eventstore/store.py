@@ -27,23 +27,26 @@ from eventstore.records import (
     StoredEvent,
 )
 
-# The arrays go in binary (%(...)b): psycopg's text arrays escape every element with a
-# regular expression, which was 39 % of a batch's request time in Python.
+# The events travel as one JSON document (one parameter, one orjson call) and are unpacked
+# by the server: binding seven arrays cost psycopg more Python per request than all the
+# rest of an append (measured: type detection per array, and per element in text arrays).
 # One statement, one round trip: insert what is new and, in the same statement, return
 # the stored position, version and payload of every id that was there already (the second
 # half reads the statement's snapshot: the rows inserted by the first half are not in it).
 APPEND = """
 WITH input AS (
-    SELECT * FROM unnest(%(event_ids)b::uuid[], %(stream_ids)b::text[], %(event_types)b::text[],
-                         %(versions)b::int2[], %(payloads)b::text[], %(metadata)b::text[],
-                         %(received_at)b::timestamptz[])
-         WITH ORDINALITY AS e(event_id, stream_id, event_type, schema_version, payload,
-                              metadata, received_at, n)
+    SELECT *
+    FROM ROWS FROM (
+        jsonb_to_recordset(%(events)s::jsonb) AS (
+            event_id uuid, stream_id text, event_type text, schema_version int2,
+            payload jsonb, metadata jsonb, received_at timestamptz
+        )
+    ) WITH ORDINALITY AS e(event_id, stream_id, event_type, schema_version, payload,
+                           metadata, received_at, n)
 ), inserted AS (
     INSERT INTO events
         (event_id, stream_id, event_type, schema_version, payload, metadata, received_at)
-    SELECT event_id, stream_id, event_type, schema_version, payload::jsonb, metadata::jsonb,
-           received_at
+    SELECT event_id, stream_id, event_type, schema_version, payload, metadata, received_at
     FROM input
     ORDER BY n
     ON CONFLICT (event_id) DO NOTHING
@@ -154,10 +157,6 @@ def _row_to_event(row: tuple[Any, ...]) -> StoredEvent:
     )
 
 
-def _dumps(value: object) -> str:
-    return orjson.dumps(value).decode()
-
-
 # Brings a stored payload of (event type, schema version) to the current schema version.
 Upcast = Callable[[str, int, dict[str, Any]], dict[str, Any]]
 
@@ -175,15 +174,21 @@ def append_events(
     """
     if not events:
         return []
-    params = {
-        "event_ids": [e.event_id for e in events],
-        "stream_ids": [e.stream_id for e in events],
-        "event_types": [e.event_type for e in events],
-        "versions": [e.schema_version for e in events],
-        "payloads": [_dumps(e.payload) for e in events],
-        "metadata": [_dumps(e.metadata) for e in events],
-        "received_at": [e.received_at for e in events],
-    }
+    document = orjson.dumps(
+        [
+            {
+                "event_id": str(e.event_id),
+                "stream_id": e.stream_id,
+                "event_type": e.event_type,
+                "schema_version": e.schema_version,
+                "payload": e.payload,
+                "metadata": e.metadata,
+                "received_at": e.received_at.isoformat(),
+            }
+            for e in events
+        ]
+    ).decode()
+    params = {"events": document}
     cursor = conn.cursor(row_factory=tuple_row)
     inserted: dict[uuid.UUID, int] = {}
     stored: dict[uuid.UUID, tuple[int, int, dict[str, Any]]] = {}
