@@ -19,7 +19,6 @@ Figures are events per second. Results go to ``bench/results/audit.json`` and ``
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -29,16 +28,21 @@ from typing import Any
 import click
 import psycopg
 
-from bench import seed
-from bench.harness import ADMIN_DSN, RESULTS, fresh_database, host_facts
+from bench.harness import (
+    ADMIN_DSN,
+    BENCH_LEDGER_KEY,
+    RESULTS,
+    behind,
+    host_facts,
+    seeded_database,
+)
 from projections.catalogue import LEDGER, with_ledger
 from projections.ledger import verify
 from projections.rebuild import rebuild
 from projections.runtime import catch_up, ensure_checkpoints, projector_session
 from queries.ledger import checkpoints
-from queries.projection_status import statuses
 
-KEY = b"the benchmark's ledger key"
+KEY = BENCH_LEDGER_KEY
 EVENTS = "SELECT count(*) FROM events"
 RESET_LEDGER = """
 TRUNCATE ledger_entries, ledger_checkpoints;
@@ -56,36 +60,6 @@ def events_in(url: str) -> int:
 
 def rate(events: int, seconds: float) -> float:
     return round(events / seconds, 1) if seconds else 0.0
-
-
-def behind(conn: psycopg.Connection[Any], name: str) -> int:
-    """Events after the projection's checkpoint (fenced or not)."""
-    return statuses(conn, [name])[0].behind
-
-
-def catch_up_all(url: str, batch_size: int) -> float:
-    """Every projection to the head, a thread each; the seconds it took."""
-    projections = list(with_ledger(KEY).values())
-    with psycopg.connect(url, autocommit=True) as conn:
-        ensure_checkpoints(conn, projections)
-
-    def run(projection: Any) -> None:
-        with projector_session(psycopg.connect(url)) as conn:
-            # An empty round may only mean the fence is held a moment: stop when nothing
-            # is left behind the projection's checkpoint.
-            while (
-                catch_up(conn, projection, batch_size)
-                or statuses(conn, [projection.name])[0].behind
-            ):
-                time.sleep(0.01)
-
-    began = time.perf_counter()
-    threads = [threading.Thread(target=run, args=(p,)) for p in projections]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return time.perf_counter() - began
 
 
 def build_ledger(url: str, batch_size: int) -> dict[str, Any]:
@@ -236,16 +210,7 @@ def cli(
     if database_url is not None:
         result = go(database_url)
     else:
-        with fresh_database(admin_dsn) as url:
-            seed.seed(
-                url,
-                meters=devices // 2,
-                vehicles=devices - devices // 2,
-                days=readings / 1440,
-                jobs=os.cpu_count() or 1,
-            )
-            seconds = catch_up_all(url, batch_size)
-            click.echo(f"seeded and caught up in {seconds:.0f} s")
+        with seeded_database(admin_dsn, devices, readings) as url:
             result = go(url)
     out.mkdir(parents=True, exist_ok=True)
     (out / "audit.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -10,20 +10,28 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
+from psycopg_pool import ConnectionPool
 
 import migrations
+from bench import seed
+from commands.credentials import Credentials
+from projections.catalogue import with_ledger
+from projections.runtime import catch_up, ensure_checkpoints, projector_session
+from queries.projection_status import statuses
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -32,6 +40,7 @@ ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 CREATE_DATABASE = sql.SQL("CREATE DATABASE {name}")
 DROP_DATABASE = sql.SQL("DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 SERVER_VERSION = "SHOW server_version"
+BENCH_LEDGER_KEY = b"the benchmark's ledger key"
 
 
 @dataclass(frozen=True)
@@ -96,12 +105,7 @@ def server(
             _wait_ready(url, process, timeout_s, log)
             yield Server(url, process.pid)
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process)
 
 
 def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float, log: Any) -> None:
@@ -135,3 +139,68 @@ def host_facts(database_url: str) -> dict[str, Any]:
         "postgresql": row[0] if row else None,
         "commit": commit or None,
     }
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, and SIGKILL if it has not exited 30 s later."""
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def issue_token(url: str, role: str, key: str, issued_by: str) -> str:
+    """A fresh token of ``role`` (the server must check tokens under ``key``)."""
+    with ConnectionPool(url, min_size=1, max_size=1, open=True) as pool:
+        _, token = Credentials(pool, key.encode()).issue(
+            {"identity": f"{issued_by}-{secrets.token_hex(4)}", "role": role},
+            issued_by=issued_by,
+            now=datetime.now(UTC),
+        )
+    return token
+
+
+def catch_up_all(url: str, batch_size: int, projections: list[Any] | None = None) -> float:
+    """Every projection (default: all, the ledger with ``BENCH_LEDGER_KEY``) to the head,
+    a thread each; the seconds it took."""
+    chosen = projections or list(with_ledger(BENCH_LEDGER_KEY).values())
+    with psycopg.connect(url, autocommit=True) as conn:
+        ensure_checkpoints(conn, chosen)
+
+    def run(projection: Any) -> None:
+        with projector_session(psycopg.connect(url)) as conn:
+            # An empty round may only mean the fence is held a moment: stop when nothing
+            # is left behind the projection's checkpoint.
+            while catch_up(conn, projection, batch_size) or behind(conn, projection.name):
+                time.sleep(0.01)
+
+    began = time.perf_counter()
+    threads = [threading.Thread(target=run, args=(p,)) for p in chosen]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - began
+
+
+def behind(conn: psycopg.Connection[Any], name: str) -> int:
+    """Events after the projection's checkpoint (fenced or not)."""
+    return statuses(conn, [name])[0].behind
+
+
+@contextmanager
+def seeded_database(admin_dsn: str, devices: int, readings: int) -> Iterator[str]:
+    """A fresh database with ``devices`` (half meters) x ``readings`` (60 s apart) seeded
+    and every projection caught up; dropped afterwards."""
+    with fresh_database(admin_dsn) as url:
+        seed.seed(
+            url,
+            meters=devices // 2,
+            vehicles=devices - devices // 2,
+            days=readings / 1440,
+            jobs=os.cpu_count() or 1,
+        )
+        catch_up_all(url, 5000)
+        yield url

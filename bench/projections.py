@@ -64,7 +64,7 @@ import psycopg
 
 from bench import loadgen, seed
 from bench.fleet import Fleet
-from bench.harness import ADMIN_DSN, RESULTS, ROOT, fresh_database, host_facts, server
+from bench.harness import ADMIN_DSN, RESULTS, ROOT, fresh_database, host_facts, server, stop
 from domain.efficiency import Window
 from eventstore import Checkpoint
 from projections.catalogue import with_ledger
@@ -467,12 +467,7 @@ def projector(database_url: str, timeout_s: float = 30.0) -> Iterator[int]:
             _wait_projecting(database_url, process, timeout_s, log)
             yield process.pid
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process)
 
 
 def _wait_projecting(
@@ -892,18 +887,6 @@ def _readings(value: str | None) -> tuple[int, ...] | None:
     return sizes
 
 
-def _moment(value: str | None) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"not an ISO-8601 date-time: {value!r}") from None
-    if moment.tzinfo is None:
-        raise click.BadParameter("must carry a UTC offset, e.g. 2026-06-15T12:30:00Z")
-    return moment
-
-
 @click.command()
 @click.option("--admin-dsn", default=ADMIN_DSN, show_default=True, help="Server to create on.")
 @click.option("--keep-database", is_flag=True, help="Do not drop the fresh databases at the end.")
@@ -931,7 +914,7 @@ def _moment(value: str | None) -> datetime | None:
 )
 @click.option(
     "--end",
-    callback=lambda _c, _p, value: _moment(value),
+    callback=lambda _c, _p, value: seed.cli_moment(value),
     help=f"ISO-8601 end of the seeded history [{END}].",
 )
 @click.option("--smoke", is_flag=True, help="Tiny sizes: a few seconds in all.")

@@ -16,24 +16,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
 import time
 from collections import Counter
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import click
 import psycopg
-from psycopg_pool import ConnectionPool
 
-from bench import seed
-from bench.audit import catch_up_all
-from bench.harness import ADMIN_DSN, RESULTS, fresh_database, host_facts, server
+from bench.harness import ADMIN_DSN, RESULTS, host_facts, issue_token, seeded_database, server
 from bench.loadgen import Connection, percentile
-from commands.credentials import Credentials
 from projections.fleet_efficiency import FleetEfficiencyRefresh
 
 TOKEN_KEY = "the read benchmark's token key"
@@ -42,13 +36,7 @@ VEHICLES = "SELECT vehicle_id FROM vehicle_live ORDER BY vehicle_id"
 
 
 def reader_token(url: str) -> str:
-    with ConnectionPool(url, min_size=1, max_size=1, open=True) as pool:
-        _, token = Credentials(pool, TOKEN_KEY.encode()).issue(
-            {"identity": f"bench-dashboard-{os.getpid()}-{time.time_ns()}", "role": "reader"},
-            issued_by="bench.reads",
-            now=datetime.now(UTC),
-        )
-    return token
+    return issue_token(url, "reader", TOKEN_KEY, "bench.reads")
 
 
 async def hammer(
@@ -175,11 +163,7 @@ def cli(
     if database_url is not None:
         result = run_benchmark(database_url, seconds=seconds, workers=workers, echo=click.echo)
     else:
-        with fresh_database(admin_dsn) as url:
-            seed.seed(
-                url, meters=devices // 2, vehicles=devices - devices // 2, days=readings / 1440
-            )
-            catch_up_all(url, 5000)
+        with seeded_database(admin_dsn, devices, readings) as url:
             result = run_benchmark(url, seconds=seconds, workers=workers, echo=click.echo)
     out.mkdir(parents=True, exist_ok=True)
     (out / "reads.json").write_text(json.dumps(result, indent=2) + "\n")

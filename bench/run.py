@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
@@ -29,18 +28,18 @@ from typing import Any
 import click
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
-from psycopg_pool import ConnectionPool
 
 import migrations
-from bench import audit, loadgen, reads, seed
+from bench import loadgen, reads, seed
 from bench.harness import (
     ADMIN_DSN,
     RESULTS,
+    catch_up_all,
     fresh_database,
     host_facts,
+    issue_token,
     server,
 )
-from commands.credentials import Credentials
 
 EVENTS_BY_TYPE = "SELECT event_type, count(*) FROM events GROUP BY event_type ORDER BY 1"
 COUNT_EVENTS = "SELECT count(*) FROM events"
@@ -140,7 +139,7 @@ def catch_up_step(ctx: Context) -> dict[str, Any]:
     with psycopg.connect(ctx.database_url) as conn:
         row = conn.execute(COUNT_EVENTS).fetchone()
     events = int(row[0]) if row else 0
-    seconds = audit.catch_up_all(ctx.database_url, 5000)
+    seconds = catch_up_all(ctx.database_url, 5000)
     return {
         "events": events,
         "seconds": round(seconds, 2),
@@ -295,13 +294,7 @@ def _database(admin_dsn: str, database_url: str | None, keep: bool) -> Iterator[
 
 def operator_token(url: str) -> str:
     """A fresh operator token for the run (the server checks it under ``TOKEN_KEY``)."""
-    with ConnectionPool(url, min_size=1, max_size=1, open=True) as pool:
-        _, token = Credentials(pool, TOKEN_KEY.encode()).issue(
-            {"identity": f"bench-{secrets.token_hex(4)}", "role": "operator"},
-            issued_by="bench.run",
-            now=datetime.now(UTC),
-        )
-    return token
+    return issue_token(url, "operator", TOKEN_KEY, "bench.run")
 
 
 def describe(name: str, figures: dict[str, Any]) -> str:

@@ -215,7 +215,8 @@ def seed(
     }
 
 
-def _moment(value: str | None) -> datetime | None:
+def cli_moment(value: str | None) -> datetime | None:
+    """A command-line ISO-8601 date-time, which must carry its offset."""
     if value is None:
         return None
     try:
@@ -223,7 +224,7 @@ def _moment(value: str | None) -> datetime | None:
     except ValueError:
         raise click.BadParameter(f"not an ISO-8601 date-time: {value!r}") from None
     if moment.tzinfo is None:
-        raise click.BadParameter("must carry a UTC offset, e.g. 2026-01-01T00:00:00Z")
+        raise click.BadParameter("must carry a UTC offset, e.g. 2026-06-15T12:30:00Z")
     return moment
 
 
@@ -234,7 +235,7 @@ def _moment(value: str | None) -> datetime | None:
 @click.option("--days", type=click.FloatRange(min=0), default=1.0, show_default=True)
 @click.option("--interval-seconds", type=click.IntRange(min=1), default=60, show_default=True)
 @click.option(
-    "--end", callback=lambda _c, _p, value: _moment(value), help="ISO-8601 with offset [now]"
+    "--end", callback=lambda _c, _p, value: cli_moment(value), help="ISO-8601 with offset [now]"
 )
 @click.option("--prefix", default="", help="Device id prefix.")
 @click.option("--chunk", type=click.IntRange(min=1), default=50_000, show_default=True)
