@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
 from psycopg_pool import ConnectionPool
 
 from eventstore.records import Appended, NewEvent
-from eventstore.store import StoreUnavailable, Upcast, append_events, translated_errors
+from eventstore.store import EventStore, StoreUnavailable, Upcast
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,9 @@ class GroupCommitStore:
         flushers: int = 2,
         max_events: int = 5000,
     ) -> None:
-        self._pool, self._upcast, self._max_events = pool, upcast, max_events
-        self._queue: list[_Waiting] = []
+        # Each flush is one append of the plain store: one statement, one commit.
+        self._store, self._max_events = EventStore(pool, upcast), max_events
+        self._queue: deque[_Waiting] = deque()
         self._ready = threading.Condition()
         self._closed = False
         self._threads = [
@@ -100,7 +102,7 @@ class GroupCommitStore:
             while self._queue and (
                 not batch or size + len(self._queue[0].events) <= self._max_events
             ):
-                waiting = self._queue.pop(0)
+                waiting = self._queue.popleft()
                 batch.append(waiting)
                 size += len(waiting.events)
             return batch
@@ -123,10 +125,7 @@ class GroupCommitStore:
                 raise
 
     def _flush(self, batch: list[_Waiting]) -> None:
-        events = [event for waiting in batch for event in waiting.events]
-        with translated_errors(), self._pool.connection() as conn:
-            conn.autocommit = True  # the one statement is the transaction: one round trip
-            answers = append_events(conn, events, self._upcast)
+        answers = self._store.append([event for waiting in batch for event in waiting.events])
         start = 0
         for waiting in batch:
             waiting.answers = answers[start : start + len(waiting.events)]
