@@ -8,11 +8,13 @@ analytics endpoint uses for one vehicle). Each row carries its window and ``comp
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import psycopg
 from attrs import frozen
+
+from domain.efficiency import Window
 
 REFRESH = """
 INSERT INTO fleet_efficiency AS f
@@ -38,8 +40,6 @@ SET window_start = EXCLUDED.window_start,
 """
 
 NOW = "SELECT clock_timestamp()"
-WINDOW = timedelta(hours=24)
-_MICROSECOND = timedelta(microseconds=1)
 
 
 @frozen(kw_only=True)
@@ -54,12 +54,6 @@ class FleetEfficiencyRefresh:
             row = conn.execute(NOW).fetchone()
             assert row is not None
             end = row[0]
-        start = end - WINDOW
-        # The window is (start, end]; timestamps are whole microseconds.
-        params = {
-            "start": start,
-            "end": end,
-            "lo": start + _MICROSECOND,
-            "hi": end + _MICROSECOND,
-        }
-        conn.execute(REFRESH, params)
+        window = Window.ending(end)  # (start, end], the analytics endpoint's default
+        lo, hi = window.half_open()
+        conn.execute(REFRESH, {"start": window.start, "end": window.end, "lo": lo, "hi": hi})

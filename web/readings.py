@@ -7,14 +7,14 @@ the cursor carries the reading time the next page resumes before.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import falcon
 import psycopg
 
 from domain.credentials import Action
-from domain.efficiency import DEFAULT_WINDOW
+from domain.efficiency import DEFAULT_WINDOW, Window
 from queries import meter_history, meter_live, vehicle_history, vehicle_live
 from web.consistency import PARAMETER, await_position, requested_position
 from web.context import Dependencies
@@ -25,18 +25,20 @@ from web.problems import not_found
 ALLOWED = ("from", "to", "limit", "cursor", PARAMETER)
 
 
-def resume_before(params: Params, end: datetime) -> datetime:
-    """The reading time a page resumes strictly before (just after ``end`` on the first)."""
+def resume_before(params: Params, window: Window) -> datetime:
+    """The reading time a page resumes strictly before (just after the window's end on the
+    first page)."""
+    _, first = window.half_open()
     cursor = params.cursor()
     if cursor is None:
-        return end + timedelta(microseconds=1)
+        return first
     try:
         before = datetime.fromisoformat(cursor["before"])
     except (KeyError, TypeError, ValueError):
         before = None
     if before is None or before.tzinfo is None:
         params.refuse("cursor", "is not a cursor this API handed out")
-        return end + timedelta(microseconds=1)
+        return first
     return before
 
 
@@ -71,7 +73,7 @@ class ReadingsResource:
         limit = params.integer(
             "limit", low=1, high=deps.read.max_page, default=deps.read.default_page
         )
-        before = resume_before(params, window.end)
+        before = resume_before(params, window)
         position = requested_position(req, params)
         params.done()
         assert limit is not None  # it has a default
