@@ -38,8 +38,8 @@ FROM vehicle_efficiency_between(%(vehicle_id)s, %(lo)s, %(hi)s) e
 @frozen(kw_only=True)
 class Efficiency:
     vehicle_id: str
-    window: Window
     meter_ids: tuple[str, ...]
+    window: Window
     dc_kwh: float
     ac_kwh: float | None
     efficiency: float | None

@@ -6,7 +6,7 @@ import falcon
 from attrs import frozen
 
 from domain.credentials import Action
-from domain.efficiency import DEFAULT_WINDOW, Window, above_one, below_threshold
+from domain.efficiency import DEFAULT_WINDOW, above_one, below_threshold
 from queries import efficiency
 from web.consistency import PARAMETER, await_position, requested_position, with_consistency
 from web.context import Dependencies
@@ -20,20 +20,6 @@ class Flags:
     efficiency_above_one: bool  # physically impossible: a data fault
     efficiency_below_threshold: bool  # a charger, cable or battery fault is likely
     low_threshold: float
-
-
-@frozen(kw_only=True)
-class Performance:
-    vehicle_id: str
-    meter_ids: tuple[str, ...]
-    window: Window
-    dc_kwh: float
-    ac_kwh: float | None
-    efficiency: float | None
-    avg_battery_temp: float | None
-    vehicle_readings: int
-    meter_readings: int
-    flags: Flags
 
 
 class PerformanceResource:
@@ -59,22 +45,12 @@ class PerformanceResource:
         if answer is None:
             raise not_found("vehicle", vehicle_id, consistency)
         threshold = deps.read.low_threshold
-        performance = plain(
-            Performance(
-                vehicle_id=answer.vehicle_id,
-                meter_ids=answer.meter_ids,
-                window=answer.window,
-                dc_kwh=answer.dc_kwh,
-                ac_kwh=answer.ac_kwh,
-                efficiency=answer.efficiency,
-                avg_battery_temp=answer.avg_battery_temp,
-                vehicle_readings=answer.vehicle_readings,
-                meter_readings=answer.meter_readings,
-                flags=Flags(
-                    efficiency_above_one=above_one(answer.efficiency),
-                    efficiency_below_threshold=below_threshold(answer.efficiency, threshold),
-                    low_threshold=threshold,
-                ),
+        performance = plain(answer)
+        performance["flags"] = plain(
+            Flags(
+                efficiency_above_one=above_one(answer.efficiency),
+                efficiency_below_threshold=below_threshold(answer.efficiency, threshold),
+                low_threshold=threshold,
             )
         )
         resp.data = json_bytes(with_consistency(performance, consistency))

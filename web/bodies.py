@@ -10,7 +10,8 @@ import orjson
 from web.problems import Problem
 
 JSON = "application/json"
-NDJSON_TYPES = frozenset({"application/x-ndjson", "application/ndjson", "application/jsonl"})
+NDJSON = "application/x-ndjson"  # what NDJSON answers are sent as
+NDJSON_TYPES = frozenset({NDJSON, "application/ndjson", "application/jsonl"})
 
 
 class Malformed:

@@ -16,6 +16,7 @@ from domain.efficiency import DEFAULT_LOW_THRESHOLD
 from domain.rules import TimeRules
 from queries.credentials import StoredCredential
 from queries.pool import ReadPool
+from web.bodies import MAX_DEPTH
 
 REQUEST_ID = "X-Request-Id"
 
@@ -50,7 +51,7 @@ class Security:
     record_refusal: Callable[..., None] = lambda **refusal: None
     rate: float = 0.0  # requests per second per credential in this process (0: no limit)
     burst: float = 0.0
-    max_json_depth: int = 8
+    max_json_depth: int = MAX_DEPTH
 
 
 @frozen(kw_only=True)

@@ -18,10 +18,10 @@ from eventstore import START, Checkpoint, Selection
 from eventstore.export import ndjson
 from eventstore.store import iter_events
 from queries.pool import ReadPool
+from web.bodies import NDJSON
 from web.context import Dependencies
 from web.params import Params, check_device_id
 
-NDJSON = "application/x-ndjson"
 MAX_LIMIT = 100_000_000
 
 

@@ -9,6 +9,7 @@ import falcon
 from domain.credentials import Action
 from domain.ledger import write_checkpoints
 from queries.ledger import checkpoints
+from web.bodies import NDJSON
 from web.context import Dependencies
 from web.params import Params
 
@@ -25,5 +26,5 @@ class LedgerCheckpointsResource:
             found = checkpoints(conn)
         out = io.StringIO()
         write_checkpoints(found, out)
-        resp.content_type = "application/x-ndjson"
+        resp.content_type = NDJSON
         resp.data = out.getvalue().encode()

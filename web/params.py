@@ -42,97 +42,88 @@ class Params:
         self._values: dict[str, Any] = dict(req.params)
         self.errors: list[WireError] = []
         for name in sorted(set(self._values) - set(allowed)):
-            self.errors.append(WireError(field=name, message="is not a known parameter"))
+            self.refuse(name, "is not a known parameter")
         for name, value in sorted(self._values.items()):
             if isinstance(value, list):
-                self.errors.append(WireError(field=name, message="may be given only once"))
+                self.refuse(name, "may be given only once")
                 self._values[name] = None
             elif "\x00" in value:  # no text column can hold it
-                self.errors.append(WireError(field=name, message="must not contain NUL"))
+                self.refuse(name, "must not contain NUL")
                 self._values[name] = None
 
-    def _raw(self, name: str) -> str | None:
+    def text(self, name: str) -> str | None:
+        """The parameter as given (``None`` when absent, or refused already)."""
         value = self._values.get(name)
         return value if isinstance(value, str) else None
 
-    def given(self, name: str) -> bool:
-        return name in self._values
-
-    def _refuse(self, name: str, message: str) -> None:
-        self.errors.append(WireError(field=name, message=message))
-
-    def text(self, name: str) -> str | None:
-        """The parameter as given (``None`` when absent)."""
-        return self._raw(name)
-
     def integer(self, name: str, *, low: int, high: int, default: int | None = None) -> int | None:
-        raw = self._raw(name)
+        raw = self.text(name)
         if raw is None:
             return default
         try:
             value = int(raw)
         except ValueError:
-            self._refuse(name, "must be a whole number")
+            self.refuse(name, "must be a whole number")
             return default
         if not low <= value <= high:
-            self._refuse(name, f"must be between {low} and {high}")
+            self.refuse(name, f"must be between {low} and {high}")
             return default
         return value
 
     def number(self, name: str, *, low: float, high: float) -> float | None:
-        raw = self._raw(name)
+        raw = self.text(name)
         if raw is None:
             return None
         try:
             value = float(raw)
         except ValueError:
-            self._refuse(name, "must be a number")
+            self.refuse(name, "must be a number")
             return None
         if not low <= value <= high:  # also refuses nan
-            self._refuse(name, f"must be between {low:g} and {high:g}")
+            self.refuse(name, f"must be between {low:g} and {high:g}")
             return None
         return value
 
     def moment(self, name: str) -> datetime | None:
         """Epoch seconds, or an ISO-8601 date-time with an explicit offset."""
-        raw = self._raw(name)
+        raw = self.text(name)
         if raw is None:
             return None
         if _EPOCH.fullmatch(raw):
             try:
                 return datetime.fromtimestamp(float(raw), UTC)
             except (OverflowError, OSError, ValueError):
-                self._refuse(name, "epoch seconds out of range")
+                self.refuse(name, "epoch seconds out of range")
                 return None
         try:
             moment = datetime.fromisoformat(_SPACED_OFFSET.sub(r"+\1", raw))
         except ValueError:
-            self._refuse(name, "must be epoch seconds or an ISO-8601 date-time")
+            self.refuse(name, "must be epoch seconds or an ISO-8601 date-time")
             return None
         if moment.tzinfo is None:
-            self._refuse(name, "must carry an explicit offset (e.g. Z, +01:00)")
+            self.refuse(name, "must carry an explicit offset (e.g. Z, +01:00)")
             return None
         return moment.astimezone(UTC)
 
     def duration(self, name: str) -> timedelta | None:
         """An ISO-8601 duration in days, hours, minutes and seconds (``PT24H``, ``P1D``)."""
-        raw = self._raw(name)
+        raw = self.text(name)
         if raw is None:
             return None
         match = _DURATION.fullmatch(raw)
         if match is None or raw.upper() in ("P", "PT") or raw.upper().endswith("T"):
-            self._refuse(name, "must be an ISO-8601 duration such as PT24H, P1D or PT90M")
+            self.refuse(name, "must be an ISO-8601 duration such as PT24H, P1D or PT90M")
             return None
         days, hours, minutes, seconds = (int(part or 0) for part in match.groups())
         try:
             return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
         except OverflowError:
-            self._refuse(name, "is too long")
+            self.refuse(name, "is too long")
             return None
 
     def cursor(self, name: str = "cursor") -> dict[str, Any] | None:
         """The position a previous page handed out (see ``encode_cursor``)."""
-        raw = self._raw(name)
+        raw = self.text(name)
         if raw is None:
             return None
         try:
@@ -140,13 +131,14 @@ class Params:
         except (binascii.Error, ValueError, orjson.JSONDecodeError):
             value = None
         if not isinstance(value, dict):
-            self._refuse(name, "is not a cursor this API handed out")
+            self.refuse(name, "is not a cursor this API handed out")
             return None
         return value
 
     def refuse(self, name: str, message: str) -> None:
-        """Record a problem found by the caller (e.g. between two parameters)."""
-        self._refuse(name, message)
+        """Record a problem with ``name``: a getter's, or one the caller found (e.g. between
+        two parameters)."""
+        self.errors.append(WireError(field=name, message=message))
 
     def done(self) -> None:
         """Raise one 422 problem listing every refused parameter, if any."""
