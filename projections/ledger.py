@@ -169,19 +169,22 @@ def verify(
     stored = list(stored)
     outside = list(exported)
     by_seq: dict[int, list[tuple[str, Checkpoint]]] = {}
-    for source, found in (("stored", stored), ("exported", outside)):
-        for checkpoint in found:
+    for source, given in (("stored", stored), ("exported", outside)):
+        for checkpoint in given:
             by_seq.setdefault(checkpoint.seq, []).append((source, checkpoint))
     entries = _entries(ledger_conn)
     chain, seq, compared, chained = ZERO, 0, 0, 0
     last_good = (0, 0)  # seq and position of the last checkpoint that held
 
-    def found(kind: str, detail: str, position: int) -> Verification:
+    def found(kind: str, detail: str, position: int, at: int | None = None) -> Verification:
+        """The mismatch at event #``at`` (the event just read, by default)."""
         return Verification(
             events=seq,
             chained=chained,
             checkpoints=compared,
-            mismatch=Mismatch(kind=kind, seq=seq, position=position, detail=detail),
+            mismatch=Mismatch(
+                kind=kind, seq=seq if at is None else at, position=position, detail=detail
+            ),
         )
 
     for _, record, position in _log(log_conn):
@@ -230,30 +233,20 @@ def verify(
     leftover = next(entries, None)
     if leftover is not None:
         extra_seq, extra_position, _ = leftover
-        return Verification(
-            events=seq,
-            chained=chained,
-            checkpoints=compared,
-            mismatch=Mismatch(
-                kind="missing",
-                seq=extra_seq,
-                position=extra_position,
-                detail=f"the log ends after event #{seq}; the ledger chained event"
-                f" #{extra_seq} at position {extra_position}: events were removed from there",
-            ),
+        return found(
+            "missing",
+            f"the log ends after event #{seq}; the ledger chained event"
+            f" #{extra_seq} at position {extra_position}: events were removed from there",
+            extra_position,
+            at=extra_seq,
         )
-    beyond = sorted((c for c in (*stored, *outside) if c.seq > seq), key=lambda c: c.seq)
-    if beyond:
-        return Verification(
-            events=seq,
-            chained=chained,
-            checkpoints=compared,
-            mismatch=Mismatch(
-                kind="missing",
-                seq=beyond[0].seq,
-                position=beyond[0].position,
-                detail=f"a checkpoint covers event #{beyond[0].seq} at position"
-                f" {beyond[0].position}, but the log ends after event #{seq}",
-            ),
+    beyond = min((c for c in (*stored, *outside) if c.seq > seq), key=lambda c: c.seq, default=None)
+    if beyond is not None:
+        return found(
+            "missing",
+            f"a checkpoint covers event #{beyond.seq} at position"
+            f" {beyond.position}, but the log ends after event #{seq}",
+            beyond.position,
+            at=beyond.seq,
         )
     return Verification(events=seq, chained=chained, checkpoints=compared, mismatch=None)

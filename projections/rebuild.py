@@ -81,8 +81,6 @@ LEFT JOIN pg_roles r ON r.oid = a.grantee
 WHERE n.nspname = 'public' AND c.relname = %(table)s AND a.grantee <> c.relowner
 """
 
-Progress = Callable[[int], None]
-
 
 class RebuildBusy(Exception):
     """Another process is rebuilding this projection right now."""

@@ -25,7 +25,7 @@ from attrs import frozen
 from psycopg.pq import TransactionStatus
 from psycopg.rows import tuple_row
 
-from eventstore import Checkpoint
+from eventstore import START, Checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +211,7 @@ def has_pending(conn: psycopg.Connection[Any], name: str) -> bool:
 
 def checkpoint_of(conn: psycopg.Connection[Any], name: str) -> Checkpoint:
     row = conn.cursor(row_factory=tuple_row).execute(READ_CHECKPOINT, {"name": name}).fetchone()
-    return _checkpoint(row) if row else Checkpoint(transaction_id=0, position=0)
+    return _checkpoint(row) if row else START
 
 
 def has_reached(conn: psycopg.Connection[Any], name: str, position: int) -> bool:

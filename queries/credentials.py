@@ -78,7 +78,7 @@ def tokens(conn: psycopg.Connection[Any], *, include_revoked: bool = False) -> l
     ]
 
 
-REVOKED_CHANNEL = "energy_credentials"  # NOTIFY payload: the revoked token's id
+# Revocations are notified here, the payload the revoked token's id (commands.credentials).
 LISTEN = "LISTEN energy_credentials"
 
 

@@ -91,9 +91,12 @@ def _fence_holder(conn: psycopg.Connection[Any]) -> str:
     )
 
 
-def statuses(conn: psycopg.Connection[Any], names: Sequence[str]) -> list[ProjectionStatus]:
-    """The status of each projection named, by name."""
-    attached = projector_sessions(conn) > 0
+def statuses(
+    conn: psycopg.Connection[Any], names: Sequence[str], *, sessions: int | None = None
+) -> list[ProjectionStatus]:
+    """The status of each projection named, by name. ``sessions`` is the number of
+    projector sessions attached, when the caller has counted them already."""
+    attached = (projector_sessions(conn) if sessions is None else sessions) > 0
     cursor = conn.cursor(row_factory=tuple_row)
     rows = cursor.execute(STATUS, {"names": list(names)}).fetchall()
     found = []

@@ -20,6 +20,6 @@ class ProjectionsResource:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         Params(req, ()).done()
         with self._deps.reads.connection() as conn:
-            found = statuses(conn, self._deps.projections)
             sessions = projector_sessions(conn)
+            found = statuses(conn, self._deps.projections, sessions=sessions)
         resp.data = json_bytes({"projections": plain(found), "projectorSessions": sessions})
