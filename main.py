@@ -61,6 +61,7 @@ from queries.ledger import checkpoints as ledger_checkpoints
 from queries.pool import ReadPool
 from queries.projection_status import PROJECTOR_APPLICATION, projector_sessions, statuses
 from web.app import create_app
+from web.bodies import MAX_DEPTH
 from web.context import Dependencies, Limits, Readiness, ReadSettings, Security
 
 log = logging.getLogger("energy")
@@ -183,7 +184,7 @@ class Settings:
             token_key=_secret("ENERGY_TOKEN_KEY", data_dir / "token.key"),
             rate_per_credential=_env_float("ENERGY_RATE_PER_CREDENTIAL", 100.0),
             rate_burst=_env_float("ENERGY_RATE_BURST", 200.0),
-            max_json_depth=_env_int("ENERGY_MAX_JSON_DEPTH", 8),
+            max_json_depth=_env_int("ENERGY_MAX_JSON_DEPTH", MAX_DEPTH),
             api_role=os.environ.get("ENERGY_API_ROLE", "energy_api"),
             projector_role=os.environ.get("ENERGY_PROJECTOR_ROLE", "energy_projector"),
             group_commit=_env_switch("ENERGY_GROUP_COMMIT", True),
@@ -562,8 +563,8 @@ def projections_status(check: bool) -> None:
     with psycopg.connect(
         settings.require_database_url(), autocommit=True, connect_timeout=5
     ) as conn:
-        rows = statuses(conn, list(settings.projections()))
         sessions = projector_sessions(conn)
+        rows = statuses(conn, list(settings.projections()), sessions=sessions)
     for row in rows:
         click.echo(
             f"{row.name:<20} {row.state:<10} position {row.checkpoint.position:>12}"
@@ -589,19 +590,13 @@ def projections_rebuild(name: str, restart: bool) -> None:
     projection = settings.projections()[name]
     began = time.monotonic()
     with _progress() as bar:
-        task = bar.add_task(f"rebuild {name}", total=None, rate=0)
-
-        def show(done: int, total: int) -> None:
-            rate = round(done / max(time.monotonic() - began, 1e-9))
-            bar.update(task, completed=done, total=total, rate=f"{rate:,}")
-
         try:
             outcome = rebuild(
                 lambda: psycopg.connect(url, application_name="energy-rebuild"),
                 projection,
                 batch_size=settings.projector_batch_size,
                 restart=restart,
-                progress=show,
+                progress=_tracker(bar, f"rebuild {name}", None),
             )
         except RebuildBusy as exc:
             raise click.ClickException(str(exc)) from None
@@ -684,6 +679,19 @@ def _progress() -> Progress:
     )
 
 
+def _tracker(bar: Progress, description: str, total: int | None) -> Callable[..., None]:
+    """A task on ``bar``, updated by calling it with the events done so far (and the
+    total, when it becomes known); it shows the rate since the task began."""
+    task = bar.add_task(description, total=total, rate=0)
+    began = time.monotonic()
+
+    def show(done: int, total: int | None = None) -> None:
+        rate = round(done / max(time.monotonic() - began, 1e-9))
+        bar.update(task, completed=done, total=total, rate=f"{rate:,}")
+
+    return show
+
+
 @cli.group()
 def events() -> None:
     """The event log itself: export it, verify it against the audit ledger."""
@@ -699,16 +707,15 @@ def events_export(fmt: str, out: Any, **filters: Any) -> None:
     url = Settings.from_env().require_database_url()
     with psycopg.connect(url, autocommit=True) as conn, _progress() as bar:
         head = conn.execute(HEAD).fetchone()
-        task = bar.add_task("export", total=selection.limit or (head[0] if head else None), rate=0)
-        began, written = time.monotonic(), 0
+        show = _tracker(bar, "export", selection.limit or (head[0] if head else None))
+        written = 0
         stream = iter_events(conn, selection)
         lines = ndjson(stream) if fmt == "ndjson" else csv_lines(stream)
         for line in lines:
             out.write(line.decode() if isinstance(line, bytes) else line)
             written += 1
             if written % 10_000 == 0:
-                rate = round(written / max(time.monotonic() - began, 1e-9))
-                bar.update(task, completed=written, rate=f"{rate:,}")
+                show(written)
     exported = written - (1 if fmt == "csv" else 0)
     click.echo(f"exported {exported} events", err=True)
 
@@ -734,12 +741,7 @@ def events_verify(exported: Any) -> None:
         _progress() as bar,
     ):
         head = log_conn.execute(HEAD).fetchone()
-        task = bar.add_task("verify", total=head[0] if head else None, rate=0)
-
-        def show(done: int) -> None:
-            rate = round(done / max(time.monotonic() - began, 1e-9))
-            bar.update(task, completed=done, rate=f"{rate:,}")
-
+        show = _tracker(bar, "verify", head[0] if head else None)
         stored = ledger_checkpoints(ledger_conn)
         result = verify(log_conn, ledger_conn, key, stored, outside, progress=show)
     elapsed = time.monotonic() - began
@@ -900,14 +902,15 @@ def up(bind: str | None, workers: int | None) -> None:
         settings = attrs.evolve(settings, database_url=url)
     applied = migrations.migrate(settings.require_database_url())
     click.echo(f"migrations: {len(applied)} applied, schema up to date")
-    if settings.ledger_key is None:
-        key_file = secret_file(settings.data_dir, "ledger.key")
-        os.environ["ENERGY_LEDGER_KEY"] = key_file.read_text().strip()
-        click.echo(f"ledger key: {key_file} (set ENERGY_LEDGER_KEY to use your own)")
-    if settings.token_key is None:
-        key_file = secret_file(settings.data_dir, "token.key")
-        os.environ["ENERGY_TOKEN_KEY"] = key_file.read_text().strip()
-        click.echo(f"token key: {key_file} (set ENERGY_TOKEN_KEY to use your own)")
+    # Keys not given are made once and kept in the data folder, where every command (the
+    # projector and the API workers too) finds them: ``Settings`` reads them from there.
+    for what, variable, given in (
+        ("ledger", "ENERGY_LEDGER_KEY", settings.ledger_key),
+        ("token", "ENERGY_TOKEN_KEY", settings.token_key),
+    ):
+        if given is None:
+            key_file = secret_file(settings.data_dir, f"{what}.key")
+            click.echo(f"{what} key: {key_file} (set {variable} to use your own)")
     settings = Settings.from_env()
     if settings.auth:
         first_operator_token(settings)
