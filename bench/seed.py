@@ -1,9 +1,9 @@
 """Seeder: fills the event store directly with COPY (no HTTP) with days of fleet history.
 
 Rows are exactly what the API would store for the same readings: the events are the domain's
-own classes, encoded by the ingest command's ``CODEC``, with ids from ``reading_event_id`` /
-``mapping_event_id`` and streams from ``reading_stream`` / ``mapping_stream``. Posting a
-seeded reading to the API therefore answers ``duplicate``, never ``conflict``.
+own classes, encoded by the commands' own ``reading_record`` / ``mapping_record`` (the same
+ids and streams as the API's). Posting a seeded reading to the API therefore answers
+``duplicate``, never ``conflict``.
 
 Each vehicle/meter pair gets one mapping at the start of the history (the first mapping of a
 pair also covers earlier readings, as the API decides). Readings go interval by interval, all
@@ -30,14 +30,10 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from bench.fleet import Fleet
-from commands.ingest import CODEC
-from domain.mappings import VehicleMeterMapped, mapping_event_id, mapping_stream
-from domain.readings import (
-    MeterReadingRecorded,
-    VehicleReadingRecorded,
-    reading_event_id,
-    reading_stream,
-)
+from commands.ingest import reading_record
+from commands.mapping import mapping_record
+from domain.mappings import VehicleMeterMapped
+from domain.readings import MeterReadingRecorded, VehicleReadingRecorded
 from eventstore import NewEvent
 
 # Binary COPY: PostgreSQL parses uuids and timestamps no more, ~20 % faster than text here.
@@ -54,15 +50,7 @@ def mapping_events(fleet: Fleet, start: datetime, metadata: dict[str, Any]) -> l
     events = []
     for vehicle, meter in fleet.pairs():
         event = VehicleMeterMapped(vehicle_id=vehicle, meter_id=meter, effective_from=start)
-        events.append(
-            CODEC.encode(
-                event,
-                event_id=mapping_event_id(event),
-                stream_id=mapping_stream(event),
-                metadata=metadata,
-                received_at=start,
-            )
-        )
+        events.append(mapping_record(event, metadata=metadata, received_at=start))
     return events
 
 
@@ -83,35 +71,23 @@ def reading_events(
         received = moment + RECEIVE_DELAY
         for index in meter_indexes:
             kwh, voltage = fleet.meter_values(index, at)
-            event: MeterReadingRecorded | VehicleReadingRecorded = MeterReadingRecorded(
+            meter = MeterReadingRecorded(
                 meter_id=fleet.meter_ids[index],
                 kwh_consumed_ac=kwh,
                 voltage=voltage,
                 timestamp=moment,
             )
-            yield CODEC.encode(
-                event,
-                event_id=reading_event_id(event),
-                stream_id=reading_stream(event),
-                metadata=metadata,
-                received_at=received,
-            )
+            yield reading_record(meter, metadata=metadata, received_at=received)
         for index in vehicle_indexes:
             soc, kwh, temp = fleet.vehicle_values(index, at)
-            event = VehicleReadingRecorded(
+            vehicle = VehicleReadingRecorded(
                 vehicle_id=fleet.vehicle_ids[index],
                 soc=soc,
                 kwh_delivered_dc=kwh,
                 battery_temp=temp,
                 timestamp=moment,
             )
-            yield CODEC.encode(
-                event,
-                event_id=reading_event_id(event),
-                stream_id=reading_stream(event),
-                metadata=metadata,
-                received_at=received,
-            )
+            yield reading_record(vehicle, metadata=metadata, received_at=received)
 
 
 def copy_events(conn: psycopg.Connection[Any], events: Iterator[NewEvent], chunk: int) -> int:

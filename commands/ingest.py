@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from commands.outcomes import Appender, Clock, Outcome
 from commands.payloads import Invalid, reading_command, wire_errors
 from domain.events import EVENT_TYPES, UPCASTERS
 from domain.readings import (
+    Reading,
     RecordMeterReading,
     reading_event_id,
     reading_stream,
@@ -19,6 +21,18 @@ from domain.rules import Rejected, TimeRules
 from eventstore import Codec, NewEvent
 
 CODEC = Codec(EVENT_TYPES, UPCASTERS)
+
+
+def reading_record(event: Reading, *, metadata: dict[str, Any], received_at: datetime) -> NewEvent:
+    """A reading as the log stores it: its id derived from its content (a repeat is a
+    duplicate), its stream its device's."""
+    return CODEC.encode(
+        event,
+        event_id=reading_event_id(event),
+        stream_id=reading_stream(event),
+        metadata=metadata,
+        received_at=received_at,
+    )
 
 
 def ingest(
@@ -51,15 +65,7 @@ def ingest(
         except Rejected as exc:
             outcomes[index] = Outcome.rejected(wire_errors(exc.errors))
             continue
-        events.append(
-            CODEC.encode(
-                event,
-                event_id=reading_event_id(event),
-                stream_id=reading_stream(event),
-                metadata=metadata,
-                received_at=now,
-            )
-        )
+        events.append(reading_record(event, metadata=metadata, received_at=now))
         slots.append(index)
     if events:
         for index, appended in zip(slots, store.append(events), strict=True):

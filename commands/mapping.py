@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from commands.ingest import CODEC
@@ -15,6 +16,7 @@ from domain.mappings import (
     mapping_stream,
 )
 from domain.rules import Rejected, TimeRules
+from eventstore import NewEvent
 
 
 def create_mapping(
@@ -34,12 +36,19 @@ def create_mapping(
         return Outcome.rejected(exc.errors), None
     except Rejected as exc:
         return Outcome.rejected(wire_errors(exc.errors)), None
-    stored = CODEC.encode(
+    [appended] = store.append([mapping_record(event, metadata=metadata, received_at=now)])
+    return Outcome.of(appended), event
+
+
+def mapping_record(
+    event: VehicleMeterMapped, *, metadata: dict[str, Any], received_at: datetime
+) -> NewEvent:
+    """A mapping as the log stores it: its id derived from its content, its stream the
+    vehicle's mappings."""
+    return CODEC.encode(
         event,
         event_id=mapping_event_id(event),
         stream_id=mapping_stream(event),
         metadata=metadata,
-        received_at=now,
+        received_at=received_at,
     )
-    [appended] = store.append([stored])
-    return Outcome.of(appended), event
