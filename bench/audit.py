@@ -18,10 +18,7 @@ Figures are events per second. Results go to ``bench/results/audit.json`` and ``
 
 from __future__ import annotations
 
-import json
-import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,34 +29,26 @@ from bench.harness import (
     ADMIN_DSN,
     BENCH_LEDGER_KEY,
     RESULTS,
-    behind,
+    Echo,
+    drain,
+    events_in,
     host_facts,
+    in_threads,
     seeded_database,
+    write_results,
 )
+from bench.loadgen import per_second
 from projections.catalogue import LEDGER, with_ledger
 from projections.ledger import verify
 from projections.rebuild import rebuild
-from projections.runtime import catch_up, ensure_checkpoints, projector_session
+from projections.runtime import ensure_checkpoints, projector_session
 from queries.ledger import checkpoints
 
 KEY = BENCH_LEDGER_KEY
-EVENTS = "SELECT count(*) FROM events"
 RESET_LEDGER = """
 TRUNCATE ledger_entries, ledger_checkpoints;
 DELETE FROM projection_checkpoints WHERE name = 'ledger'
 """
-
-Echo = Callable[[str], None]
-
-
-def events_in(url: str) -> int:
-    with psycopg.connect(url) as conn:
-        row = conn.execute(EVENTS).fetchone()
-    return int(row[0]) if row else 0
-
-
-def rate(events: int, seconds: float) -> float:
-    return round(events / seconds, 1) if seconds else 0.0
 
 
 def build_ledger(url: str, batch_size: int) -> dict[str, Any]:
@@ -71,15 +60,13 @@ def build_ledger(url: str, batch_size: int) -> dict[str, Any]:
     events = events_in(url)
     with projector_session(psycopg.connect(url)) as conn:
         began = time.perf_counter()
-        applied = 0
-        while (step := catch_up(conn, ledger, batch_size)) or behind(conn, ledger.name):
-            applied += step
+        applied = drain(conn, ledger, batch_size)
         elapsed = time.perf_counter() - began
     return {
         "events": applied,
         "of": events,
         "seconds": round(elapsed, 2),
-        "events_per_s": rate(applied, elapsed),
+        "events_per_s": per_second(applied, elapsed),
     }
 
 
@@ -97,7 +84,7 @@ def time_verify(url: str) -> dict[str, Any]:
         "chained": result.chained,
         "checkpoints": result.checkpoints,
         "seconds": round(elapsed, 2),
-        "events_per_s": rate(result.events, elapsed),
+        "events_per_s": per_second(result.events, elapsed),
     }
 
 
@@ -110,7 +97,7 @@ def time_rebuild(url: str, name: str, batch_size: int) -> dict[str, Any]:
         "events": outcome["applied"],
         "switched": outcome["switched"],
         "seconds": round(elapsed, 2),
-        "events_per_s": rate(outcome["applied"], elapsed),
+        "events_per_s": per_second(outcome["applied"], elapsed),
     }
 
 
@@ -122,20 +109,14 @@ def rebuild_all(url: str, batch_size: int) -> dict[str, Any]:
     def run(name: str) -> None:
         found[name] = time_rebuild(url, name, batch_size)
 
-    began = time.perf_counter()
-    threads = [threading.Thread(target=run, args=(name,)) for name in names]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - began
+    elapsed = in_threads(run, names)
     events = events_in(url)
     return {
         "projections": found,
         "seconds": round(elapsed, 2),
         "events": events,
         # Each projection reads the whole log: the log's rate is events over the wall time.
-        "events_per_s": rate(events, elapsed),
+        "events_per_s": per_second(events, elapsed),
         "all_switched": all(f["switched"] for f in found.values()) and len(found) == len(names),
     }
 
@@ -212,10 +193,8 @@ def cli(
     else:
         with seeded_database(admin_dsn, devices, readings) as url:
             result = go(url)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "audit.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "audit.md").write_text(markdown(result))
-    click.echo(f"wrote {out / 'audit.json'}")
+    as_json, _ = write_results(result, out, "audit", markdown)
+    click.echo(f"wrote {as_json}")
     if not result["verify"]["ok"] or not result["rebuild_all"]["all_switched"]:
         raise SystemExit(1)
 

@@ -3,6 +3,7 @@ an API server of its own on a free loopback port, and the facts of the machine."
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import secrets
@@ -14,12 +15,12 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import sql
@@ -30,8 +31,13 @@ import migrations
 from bench import seed
 from commands.credentials import Credentials
 from projections.catalogue import with_ledger
-from projections.runtime import catch_up, ensure_checkpoints, projector_session
-from queries.projection_status import statuses
+from projections.runtime import (
+    Projection,
+    catch_up,
+    ensure_checkpoints,
+    has_pending,
+    projector_session,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
@@ -40,7 +46,11 @@ ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
 CREATE_DATABASE = sql.SQL("CREATE DATABASE {name}")
 DROP_DATABASE = sql.SQL("DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 SERVER_VERSION = "SHOW server_version"
+COUNT_EVENTS = "SELECT count(*) FROM events"
 BENCH_LEDGER_KEY = b"the benchmark's ledger key"
+
+Echo = Callable[[str], None]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -162,22 +172,22 @@ def issue_token(url: str, role: str, key: str, issued_by: str) -> str:
     return token
 
 
-def catch_up_all(url: str, batch_size: int, projections: list[Any] | None = None) -> float:
-    """Every projection (default: all, the ledger with ``BENCH_LEDGER_KEY``) to the head,
-    a thread each; the seconds it took."""
-    chosen = projections or list(with_ledger(BENCH_LEDGER_KEY).values())
-    with psycopg.connect(url, autocommit=True) as conn:
-        ensure_checkpoints(conn, chosen)
+def drain(conn: psycopg.Connection[Any], projection: Projection, batch_size: int) -> int:
+    """Apply ``projection`` up to the head of the log; the events applied. An empty round
+    may only mean the fence is held a moment: it stops when nothing is left behind the
+    projection's checkpoint."""
+    applied = 0
+    while (step := catch_up(conn, projection, batch_size)) or has_pending(conn, projection.name):
+        applied += step
+        if not step:
+            time.sleep(0.01)
+    return applied
 
-    def run(projection: Any) -> None:
-        with projector_session(psycopg.connect(url)) as conn:
-            # An empty round may only mean the fence is held a moment: stop when nothing
-            # is left behind the projection's checkpoint.
-            while catch_up(conn, projection, batch_size) or behind(conn, projection.name):
-                time.sleep(0.01)
 
+def in_threads(work: Callable[[T], object], items: Iterable[T]) -> float:
+    """``work`` on every item at once, a thread each; the seconds until all are done."""
+    threads = [threading.Thread(target=work, args=(item,)) for item in items]
     began = time.perf_counter()
-    threads = [threading.Thread(target=run, args=(p,)) for p in chosen]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -185,9 +195,36 @@ def catch_up_all(url: str, batch_size: int, projections: list[Any] | None = None
     return time.perf_counter() - began
 
 
-def behind(conn: psycopg.Connection[Any], name: str) -> int:
-    """Events after the projection's checkpoint (fenced or not)."""
-    return statuses(conn, [name])[0].behind
+def catch_up_all(url: str, batch_size: int, projections: list[Projection] | None = None) -> float:
+    """Every projection (default: all, the ledger with ``BENCH_LEDGER_KEY``) to the head,
+    a thread each; the seconds it took."""
+    chosen = projections or list(with_ledger(BENCH_LEDGER_KEY).values())
+    with psycopg.connect(url, autocommit=True) as conn:
+        ensure_checkpoints(conn, chosen)
+
+    def run(projection: Projection) -> None:
+        with projector_session(psycopg.connect(url)) as conn:
+            drain(conn, projection, batch_size)
+
+    return in_threads(run, chosen)
+
+
+def events_in(url: str) -> int:
+    """The events in the log."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute(COUNT_EVENTS).fetchone()
+    return int(row[0]) if row else 0
+
+
+def write_results(
+    result: dict[str, Any], folder: Path, name: str, markdown: Callable[[dict[str, Any]], str]
+) -> tuple[Path, Path]:
+    """Write ``<name>.json`` and ``<name>.md`` (``markdown(result)``) into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    as_json, as_md = folder / f"{name}.json", folder / f"{name}.md"
+    as_json.write_text(json.dumps(result, indent=2) + "\n")
+    as_md.write_text(markdown(result))
+    return as_json, as_md
 
 
 @contextmanager

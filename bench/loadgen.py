@@ -391,11 +391,23 @@ def percentile(ordered: list[float], share: float) -> float:
     return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
 
 
+def latency_ms(seconds: Iterable[float]) -> dict[str, float]:
+    """p50/p95/p99/max of durations in ``seconds``, in milliseconds."""
+    ordered = sorted(seconds)
+    return {
+        name: round(percentile(ordered, share) * 1000, 3)
+        for name, share in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99), ("max", 1.0))
+    }
+
+
+def per_second(count: float, seconds: float) -> float:
+    return round(count / seconds, 1) if seconds else 0.0
+
+
 def summary(
     config: Config, stats: Stats, workload: Workload, *, elapsed: float, cpu: float
 ) -> dict[str, Any]:
     """The run's figures as a JSON-ready dict."""
-    ordered = sorted(stats.latencies)
     requests = sum(stats.statuses.values())
     acknowledged = stats.items["accepted"] + stats.items["duplicate"]
     ok = {"200", "202", "207"}
@@ -404,12 +416,9 @@ def summary(
         "elapsed_s": round(elapsed, 3),
         "requests": requests,
         "readings": stats.readings_sent,
-        "requests_per_s": round(requests / elapsed, 1) if elapsed else 0.0,
-        "readings_per_s": round(acknowledged / elapsed, 1) if elapsed else 0.0,
-        "latency_ms": {
-            name: round(percentile(ordered, share) * 1000, 2)
-            for name, share in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99), ("max", 1.0))
-        },
+        "requests_per_s": per_second(requests, elapsed),
+        "readings_per_s": per_second(acknowledged, elapsed),
+        "latency_ms": latency_ms(stats.latencies),
         "statuses": dict(stats.statuses),
         "errors": {k: v for k, v in stats.statuses.items() if k not in ok},
         "items": dict(stats.items),

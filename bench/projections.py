@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import bisect
 import http.client
-import json
 import os
 import random
 import subprocess
@@ -64,7 +63,19 @@ import psycopg
 
 from bench import loadgen, seed
 from bench.fleet import Fleet
-from bench.harness import ADMIN_DSN, RESULTS, ROOT, fresh_database, host_facts, server, stop
+from bench.harness import (
+    ADMIN_DSN,
+    BENCH_LEDGER_KEY,
+    RESULTS,
+    ROOT,
+    Echo,
+    fresh_database,
+    host_facts,
+    server,
+    stop,
+    write_results,
+)
+from bench.loadgen import latency_ms, per_second
 from domain.efficiency import Window
 from eventstore import Checkpoint
 from projections.catalogue import with_ledger
@@ -77,8 +88,6 @@ from projections.runtime import (
     has_reached,
 )
 from queries.efficiency import Efficiency, vehicle_efficiency
-
-Echo = Callable[[str], None]
 
 INTERVAL_S = 60
 END = "2026-06-15T12:30:00+00:00"  # the seeded history ends here: a fixed, reproducible window
@@ -185,22 +194,8 @@ class Ledger:
         return behind
 
 
-LEDGER_KEY = "the benchmark's ledger key"
 # Every projection the projector runs, the ledger included.
-ALL = tuple(with_ledger(LEDGER_KEY.encode()).values())
-
-
-def per_second(count: float, seconds: float) -> float:
-    return round(count / seconds, 1) if seconds else 0.0
-
-
-def latency_ms(seconds: list[float]) -> dict[str, float]:
-    """p50/p95/p99/max of ``seconds``, in milliseconds."""
-    ordered = sorted(seconds)
-    return {
-        name: round(loadgen.percentile(ordered, share) * 1000, 3)
-        for name, share in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99), ("max", 1.0))
-    }
+ALL = tuple(with_ledger(BENCH_LEDGER_KEY).values())
 
 
 def fleet_of(devices: int) -> Fleet:
@@ -457,7 +452,7 @@ def projector(database_url: str, timeout_s: float = 30.0) -> Iterator[int]:
         **os.environ,
         "DATABASE_URL": database_url,
         "ENERGY_LOG_LEVEL": "warning",
-        "ENERGY_LEDGER_KEY": LEDGER_KEY,
+        "ENERGY_LEDGER_KEY": BENCH_LEDGER_KEY.decode(),
     }
     with tempfile.TemporaryFile() as log:
         process = subprocess.Popen(
@@ -866,15 +861,6 @@ def _catch_up_rows(caught: dict[str, Any], label: str) -> list[str]:
     return rows
 
 
-def write_results(result: dict[str, Any], folder: Path) -> tuple[Path, Path]:
-    """Write ``projections.json`` and ``projections.md`` into ``folder``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    as_json, as_md = folder / "projections.json", folder / "projections.md"
-    as_json.write_text(json.dumps(result, indent=2) + "\n")
-    as_md.write_text(markdown(result))
-    return as_json, as_md
-
-
 def _readings(value: str | None) -> tuple[int, ...] | None:
     if value is None:
         return None
@@ -950,9 +936,9 @@ def cli(
         end=end,
         keep_database=keep_database,
         echo=click.echo,
-        save=lambda partial: write_results(partial, out),
+        save=lambda partial: write_results(partial, out, "projections", markdown),
     )
-    for path in write_results(result, out):
+    for path in write_results(result, out, "projections", markdown):
         click.echo(f"wrote {path}")
 
 

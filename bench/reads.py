@@ -15,7 +15,6 @@ Results go to ``bench/results/reads.json`` and ``.md``.
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import time
 from collections import Counter
@@ -26,8 +25,17 @@ from urllib.parse import urlsplit
 import click
 import psycopg
 
-from bench.harness import ADMIN_DSN, RESULTS, host_facts, issue_token, seeded_database, server
-from bench.loadgen import Connection, percentile
+from bench.harness import (
+    ADMIN_DSN,
+    RESULTS,
+    Echo,
+    host_facts,
+    issue_token,
+    seeded_database,
+    server,
+    write_results,
+)
+from bench.loadgen import Connection, latency_ms, per_second
 from projections.fleet_efficiency import FleetEfficiencyRefresh
 
 TOKEN_KEY = "the read benchmark's token key"
@@ -63,20 +71,16 @@ async def hammer(
     began = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(clients)))
     elapsed = time.perf_counter() - began
-    ordered = sorted(latencies)
     return {
         "clients": clients,
         "requests": len(latencies),
-        "requests_per_s": round(len(latencies) / elapsed, 1),
-        "latency_ms": {
-            name: round(percentile(ordered, share) * 1000, 3)
-            for name, share in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99), ("max", 1.0))
-        },
+        "requests_per_s": per_second(len(latencies), elapsed),
+        "latency_ms": latency_ms(latencies),
         "statuses": {str(k): v for k, v in statuses.items()},
     }
 
 
-def run_benchmark(url: str, *, seconds: float, workers: int, echo: Any) -> dict[str, Any]:
+def run_benchmark(url: str, *, seconds: float, workers: int, echo: Echo) -> dict[str, Any]:
     with psycopg.connect(url, autocommit=True) as conn:
         [(end,)] = conn.execute(LAST_READING).fetchall()
         vehicles = [row[0] for row in conn.execute(VEHICLES)]
@@ -165,10 +169,8 @@ def cli(
     else:
         with seeded_database(admin_dsn, devices, readings) as url:
             result = run_benchmark(url, seconds=seconds, workers=workers, echo=click.echo)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "reads.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "reads.md").write_text(markdown(result))
-    click.echo(f"wrote {out / 'reads.json'}")
+    as_json, _ = write_results(result, out, "reads", markdown)
+    click.echo(f"wrote {as_json}")
     bad = {k: v for k, f in result["steps"].items() for k, v in f["statuses"].items() if k != "200"}
     if bad:
         raise SystemExit(1)

@@ -16,7 +16,6 @@ table; any other step is listed under it with its description.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -35,14 +34,15 @@ from bench.harness import (
     ADMIN_DSN,
     RESULTS,
     catch_up_all,
+    events_in,
     fresh_database,
     host_facts,
     issue_token,
     server,
+    write_results,
 )
 
 EVENTS_BY_TYPE = "SELECT event_type, count(*) FROM events GROUP BY event_type ORDER BY 1"
-COUNT_EVENTS = "SELECT count(*) FROM events"
 LAST_SEEDED = "SELECT max(recorded_at) FROM vehicle_history WHERE vehicle_id LIKE 'seed-%%'"
 SEEDED_VEHICLES = "SELECT vehicle_id FROM vehicle_live WHERE vehicle_id LIKE 'seed-%%' LIMIT 2000"
 TOKEN_KEY = "the standard benchmark's token key"
@@ -136,14 +136,12 @@ STEPS: list[Step] = [
 def catch_up_step(ctx: Context) -> dict[str, Any]:
     """Every projection from position zero to the head: the seeded history and all the
     readings the steps before wrote (no projector runs meanwhile)."""
-    with psycopg.connect(ctx.database_url) as conn:
-        row = conn.execute(COUNT_EVENTS).fetchone()
-    events = int(row[0]) if row else 0
+    events = events_in(ctx.database_url)
     seconds = catch_up_all(ctx.database_url, 5000)
     return {
         "events": events,
         "seconds": round(seconds, 2),
-        "events_per_s": round(events / seconds, 1) if seconds else 0.0,
+        "events_per_s": loadgen.per_second(events, seconds),
     }
 
 
@@ -402,15 +400,6 @@ def _errors(errors: dict[str, int]) -> str:
     return ", ".join(f"{status}: {count}" for status, count in errors.items()) or "0"
 
 
-def write_results(result: dict[str, Any], folder: Path) -> tuple[Path, Path]:
-    """Write ``latest.json`` and ``latest.md`` into ``folder``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    as_json, as_md = folder / "latest.json", folder / "latest.md"
-    as_json.write_text(json.dumps(result, indent=2) + "\n")
-    as_md.write_text(markdown(result))
-    return as_json, as_md
-
-
 @click.command()
 @click.option("--admin-dsn", default=ADMIN_DSN, show_default=True, help="Server to create on.")
 @click.option("--database-url", default=None, help="Use this database instead (not dropped).")
@@ -471,7 +460,7 @@ def cli(
         auth=auth,
         echo=click.echo,
     )
-    for path in write_results(result, out):
+    for path in write_results(result, out, "latest", markdown):
         click.echo(f"wrote {path}")
     checks = [s["verify"] for s in result["steps"].values() if s.get("verify")]
     if any(check["lost"] or check["doubled"] for check in checks):
