@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import pytest
 from falcon import testing
 from psycopg_pool import ConnectionPool
@@ -51,3 +52,13 @@ def make_client(pool: ConnectionPool[Any], read: ReadSettings = READ) -> testing
 def fresh_client(fresh_pool: ConnectionPool[Any]) -> testing.TestClient:
     """A client on a database of its own: for lists and fleet figures, which are global."""
     return make_client(fresh_pool)
+
+
+def post(client: testing.TestClient, path: str, body: object) -> dict[str, Any]:
+    """POST ``body`` as JSON, which must be accepted (202); the answer's body."""
+    answer = client.simulate_post(
+        path, body=orjson.dumps(body), headers={"Content-Type": "application/json"}
+    )
+    assert answer.status_code == 202, answer.text
+    result: dict[str, Any] = answer.json
+    return result

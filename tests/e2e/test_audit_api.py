@@ -14,7 +14,7 @@ from falcon import testing
 from eventstore import Selection
 from eventstore.store import iter_events
 from queries.projection_status import PROJECTOR_APPLICATION
-from tests.e2e.conftest import NOW
+from tests.e2e.conftest import NOW, post
 from tests.projection_runs import project_through
 
 READINGS = [
@@ -29,15 +29,6 @@ READINGS = [
     },
     {"meterId": "M1", "kwhConsumedAc": 1.0, "voltage": 229.0, "timestamp": 1780300060},
 ]
-
-
-def post(client: testing.TestClient, path: str, body: object) -> dict[str, Any]:
-    answer = client.simulate_post(
-        path, body=orjson.dumps(body), headers={"Content-Type": "application/json"}
-    )
-    assert answer.status_code == 202, answer.text
-    result: dict[str, Any] = answer.json
-    return result
 
 
 def lines(client: testing.TestClient, **params: Any) -> list[dict[str, Any]]:

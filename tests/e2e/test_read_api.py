@@ -20,7 +20,7 @@ from falcon import testing
 from psycopg_pool import ConnectionPool
 
 from projections.fleet_efficiency import FleetEfficiencyRefresh
-from tests.e2e.conftest import NOW, make_client
+from tests.e2e.conftest import NOW, make_client, post
 from tests.ids import fresh_id
 from tests.projection_runs import project_through
 from web.context import ReadSettings
@@ -46,15 +46,6 @@ def vehicle(
         "batteryTemp": temp,
         "timestamp": iso(at),
     }
-
-
-def post(client: testing.TestClient, path: str, body: object) -> dict[str, Any]:
-    answer = client.simulate_post(
-        path, body=orjson.dumps(body), headers={"Content-Type": "application/json"}
-    )
-    assert answer.status_code == 202, answer.text
-    result: dict[str, Any] = answer.json
-    return result
 
 
 def write(client: testing.TestClient, readings: list[dict[str, Any]]) -> int:
