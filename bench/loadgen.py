@@ -489,6 +489,12 @@ def describe(name: str, result: dict[str, Any]) -> str:
     help="Readings/s across all clients (requests/s for health) [as fast as possible].",
 )
 @click.option("--seed", type=int, default=1, show_default=True)
+@click.option(
+    "--token",
+    envvar="ENERGY_TOKEN",
+    default=None,
+    help="Bearer token sent with every request (a server with auth on) [$ENERGY_TOKEN].",
+)
 @click.option("--no-mappings", is_flag=True, help="Do not map vehicle i to meter i first.")
 @click.option("--verify-dsn", default=None, help="Check every acknowledged event id in the DB.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None)

@@ -33,6 +33,11 @@ from eventstore.records import (
 # One statement, one round trip: insert what is new and, in the same statement, return
 # the stored position, version and payload of every id that was there already (the second
 # half reads the statement's snapshot: the rows inserted by the first half are not in it).
+# The second half looks up only the ids the first did not insert. The statement is never
+# prepared: a generic plan, chosen while the table was small, kept scanning the whole table
+# for that lookup, and an append cost more the longer the log grew (measured: 32 instead
+# of 16 µs of server time per event after 200,000 events; planning each batch afresh also
+# gave single-reading ingest 10 % more requests/s than the prepared statement).
 APPEND = """
 WITH input AS (
     SELECT *
@@ -56,7 +61,7 @@ SELECT event_id, position, NULL::int2, NULL::jsonb FROM inserted
 UNION ALL
 SELECT e.event_id, e.position, e.schema_version, e.payload
 FROM events e
-WHERE e.event_id IN (SELECT event_id FROM input)
+WHERE e.event_id = ANY(ARRAY(SELECT event_id FROM input EXCEPT SELECT event_id FROM inserted))
 """
 
 EXISTING = """
@@ -192,7 +197,9 @@ def append_events(
     cursor = conn.cursor(row_factory=tuple_row)
     inserted: dict[uuid.UUID, int] = {}
     stored: dict[uuid.UUID, tuple[int, int, dict[str, Any]]] = {}
-    for event_id, position, version, payload in cursor.execute(APPEND, params).fetchall():
+    # Never prepared (see APPEND): planned with this batch's own document every time.
+    rows = cursor.execute(APPEND, params, prepare=False).fetchall()
+    for event_id, position, version, payload in rows:
         if version is None:
             inserted[event_id] = position
         else:

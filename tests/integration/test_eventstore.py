@@ -121,6 +121,26 @@ def test_a_batch_answers_per_event_including_repeats_inside_it(pool: ConnectionP
     assert [e.payload for e in store.read_stream(stream)] == [{"n": 1}, {"n": 2}]
 
 
+def test_appends_are_planned_afresh_and_never_kept_as_a_prepared_statement(
+    pool: ConnectionPool[Any],
+) -> None:
+    # psycopg prepares a statement run five times, and PostgreSQL may then keep one generic
+    # plan for it: one chosen while the log was small scans the whole table for the stored
+    # ids, and every append would cost more the longer the log grows.
+    stream = fresh_id("stream")
+    stored = new_event(stream, {"n": "stored"})
+    with pool.connection() as conn:
+        conn.autocommit = True
+        for n in range(8):
+            answers = append_events(conn, [stored, new_event(stream, {"n": n})])
+        prepared = conn.execute(
+            "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE %s",
+            ["%INSERT INTO events%"],
+        ).fetchone()
+    assert [a.status for a in answers] == [AppendStatus.DUPLICATE, AppendStatus.APPENDED]
+    assert prepared == (0,)
+
+
 def test_many_threads_appending_the_same_event_store_it_exactly_once(
     pool: ConnectionPool[Any],
 ) -> None:
