@@ -1,10 +1,11 @@
-"""Composition root: settings from the environment, pools, ``wsgi()`` for gunicorn, the CLI.
+"""Composition root: settings from the environment, pools, ``asgi()`` for gunicorn, the CLI.
 
 Nothing imports this module; it imports and wires everything else.
 """
 
 from __future__ import annotations
 
+import asyncio
 import getpass
 import logging
 import os
@@ -16,13 +17,14 @@ import threading
 import time
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import attrs
 import click
-import falcon
+import falcon.asgi
 import psycopg
 from attrs import frozen
 from psycopg_pool import ConnectionPool
@@ -288,8 +290,24 @@ _OPEN_POOLS: list[ConnectionPool[Any]] = []
 _CLOSE_AT_EXIT: list[Callable[[], None]] = []  # before the pools: group commits flush
 
 
-def wsgi() -> falcon.App:
-    """The WSGI app for gunicorn (``main:wsgi()``); called in each worker, after the fork."""
+class Lifespan:
+    """ASGI lifespan of one worker: its thread pool for blocking work (reads, the rarer
+    writes) at startup; at shutdown, queued group commits flushed and the pools closed."""
+
+    def __init__(self, threads: int) -> None:
+        self._threads = threads
+
+    async def process_startup(self, scope: object, event: object) -> None:
+        executor = ThreadPoolExecutor(self._threads, thread_name_prefix="api")
+        asyncio.get_running_loop().set_default_executor(executor)
+
+    async def process_shutdown(self, scope: object, event: object) -> None:
+        await asyncio.to_thread(_close_pools)
+
+
+def asgi() -> falcon.asgi.App:
+    """The ASGI app for gunicorn's uvicorn workers (``main:asgi()``); called in each worker,
+    after the fork."""
     settings = Settings.from_env()
     key = settings.require_token_key() if settings.auth else b""
     if not settings.auth:
@@ -336,6 +354,7 @@ def wsgi() -> falcon.App:
             enabled=settings.auth,
             key=key,
             lookup=credentials_cache,
+            peek=credentials_cache.cached,
             evict=credentials_cache.evict,
             record_refusal=credentials.record_refusal,
             # Each worker enforces its share of the per-credential rate.
@@ -345,7 +364,9 @@ def wsgi() -> falcon.App:
         ),
         credentials=credentials,
     )
-    return create_app(deps)
+    app = create_app(deps)
+    app.add_middleware(Lifespan(settings.threads))
+    return app
 
 
 def _close_pools(*_: object) -> None:
@@ -356,12 +377,12 @@ def _close_pools(*_: object) -> None:
 
 
 def gunicorn_options(settings: Settings, *, bind: str, workers: int) -> dict[str, Any]:
-    """Gunicorn settings: threaded workers, app loaded after fork so each worker owns its pool."""
+    """Gunicorn settings: uvicorn workers (an event loop each, uvloop and httptools), the app
+    loaded after the fork so that each worker owns its pools."""
     return {
         "bind": bind,
         "workers": workers,
-        "worker_class": "gthread",
-        "threads": settings.threads,
+        "worker_class": "uvicorn_worker.UvicornWorker",
         "preload_app": False,
         "graceful_timeout": 20,
         "timeout": 30,
@@ -382,8 +403,8 @@ def run_gunicorn(options: dict[str, Any]) -> None:
             for key, value in options.items():
                 self.cfg.set(key, value)
 
-        def load(self) -> falcon.App:
-            return wsgi()
+        def load(self) -> falcon.asgi.App:
+            return asgi()
 
     master = os.getpid()
     try:

@@ -18,7 +18,7 @@ from domain.readings import (
     record_vehicle_reading,
 )
 from domain.rules import Rejected, TimeRules
-from eventstore import Codec, NewEvent
+from eventstore import Appended, Codec, NewEvent
 
 CODEC = Codec(EVENT_TYPES, UPCASTERS)
 
@@ -35,6 +35,48 @@ def reading_record(event: Reading, *, metadata: dict[str, Any], received_at: dat
     )
 
 
+class Decided:
+    """Readings judged but not yet stored: the events to append, and each item's outcome
+    (for a rejected item) or the place its append answer fills."""
+
+    __slots__ = ("_outcomes", "_slots", "events")
+
+    def __init__(self, size: int) -> None:
+        self._outcomes: list[Outcome | None] = [None] * size
+        self._slots: list[int] = []
+        self.events: list[NewEvent] = []
+
+    def settle(self, appended: Sequence[Appended]) -> list[Outcome]:
+        """One outcome per item, in order, given the store's answers for ``events``."""
+        for index, answer in zip(self._slots, appended, strict=True):
+            self._outcomes[index] = Outcome.of(answer)
+        return [outcome for outcome in self._outcomes if outcome is not None]
+
+
+def decide(
+    items: Sequence[object], *, clock: Clock, rules: TimeRules, metadata: dict[str, Any]
+) -> Decided:
+    """Validate every item and decide its event; nothing is stored yet."""
+    now = clock()
+    decided = Decided(len(items))
+    for index, item in enumerate(items):
+        try:
+            command = reading_command(item)
+            if isinstance(command, RecordMeterReading):
+                event = record_meter_reading(command, now=now, rules=rules)
+            else:
+                event = record_vehicle_reading(command, now=now, rules=rules)
+        except Invalid as exc:
+            decided._outcomes[index] = Outcome.rejected(exc.errors)
+            continue
+        except Rejected as exc:
+            decided._outcomes[index] = Outcome.rejected(wire_errors(exc.errors))
+            continue
+        decided.events.append(reading_record(event, metadata=metadata, received_at=now))
+        decided._slots.append(index)
+    return decided
+
+
 def ingest(
     items: Sequence[object],
     *,
@@ -48,26 +90,18 @@ def ingest(
     All valid items of one call are appended in one transaction, so the answer is given only
     once every one of them is durable.
     """
-    now = clock()
-    outcomes: list[Outcome | None] = [None] * len(items)
-    events: list[NewEvent] = []
-    slots: list[int] = []
-    for index, item in enumerate(items):
-        try:
-            command = reading_command(item)
-            if isinstance(command, RecordMeterReading):
-                event = record_meter_reading(command, now=now, rules=rules)
-            else:
-                event = record_vehicle_reading(command, now=now, rules=rules)
-        except Invalid as exc:
-            outcomes[index] = Outcome.rejected(exc.errors)
-            continue
-        except Rejected as exc:
-            outcomes[index] = Outcome.rejected(wire_errors(exc.errors))
-            continue
-        events.append(reading_record(event, metadata=metadata, received_at=now))
-        slots.append(index)
-    if events:
-        for index, appended in zip(slots, store.append(events), strict=True):
-            outcomes[index] = Outcome.of(appended)
-    return [outcome for outcome in outcomes if outcome is not None]
+    decided = decide(items, clock=clock, rules=rules, metadata=metadata)
+    return decided.settle(store.append(decided.events) if decided.events else [])
+
+
+async def ingest_async(
+    items: Sequence[object],
+    *,
+    store: Appender,
+    clock: Clock,
+    rules: TimeRules,
+    metadata: dict[str, Any],
+) -> list[Outcome]:
+    """``ingest`` for a coroutine: the same outcomes, the append awaited."""
+    decided = decide(items, clock=clock, rules=rules, metadata=metadata)
+    return decided.settle(await store.append_async(decided.events) if decided.events else [])

@@ -17,9 +17,12 @@ Clock = Callable[[], datetime]
 
 
 class Appender(Protocol):
-    """Anything that appends events durably and answers per event (``EventStore`` does)."""
+    """Anything that appends events durably and answers per event (``EventStore`` does),
+    from a thread or from a coroutine."""
 
     def append(self, events: Sequence[NewEvent]) -> list[Appended]: ...
+
+    async def append_async(self, events: Sequence[NewEvent]) -> list[Appended]: ...
 
 
 class Status(enum.Enum):

@@ -1,7 +1,8 @@
 """Group commit: concurrent appends share one transaction, so one commit (one WAL flush)
 serves many requests, and each caller is answered only once its events are durable.
 
-A caller puts its events on a queue and waits. A flusher thread takes everything queued,
+A caller puts its events on a queue and waits (``append`` blocks its thread, ``append_async``
+awaits on its event loop). A flusher thread takes everything queued,
 appends it in one transaction (in queue order, each caller's events together) and hands
 each caller its own answers after the commit. While a flush commits, the next callers
 queue up, so the batches grow with the load by themselves: no caller waits on a timer.
@@ -15,10 +16,12 @@ lost because another request was bad.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from psycopg_pool import ConnectionPool
@@ -30,15 +33,30 @@ log = logging.getLogger(__name__)
 
 
 class _Waiting:
-    """One caller's events, and what became of them."""
+    """One caller's events, what became of them, and how to wake the caller."""
 
-    __slots__ = ("answers", "done", "error", "events")
+    __slots__ = ("answers", "error", "events", "settled", "wake")
 
-    def __init__(self, events: Sequence[NewEvent]) -> None:
+    def __init__(self, events: Sequence[NewEvent], wake: Callable[[], None]) -> None:
         self.events = events
-        self.done = threading.Event()
+        self.wake = wake
         self.answers: list[Appended] = []
         self.error: BaseException | None = None
+        self.settled = False
+
+    def settle(self) -> None:
+        self.settled = True
+        self.wake()
+
+    def result(self) -> list[Appended]:
+        if self.error is not None:
+            raise self.error
+        return self.answers
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():  # a caller that gave up (a client gone) has cancelled it
+        future.set_result(None)
 
 
 class GroupCommitStore:
@@ -72,16 +90,36 @@ class GroupCommitStore:
         """Append ``events`` (atomically, in order); answers once they are committed."""
         if not events:
             return []
-        waiting = _Waiting(events)
+        done = threading.Event()
+        waiting = self._enqueue(events, done.set)
+        done.wait()
+        return waiting.result()
+
+    async def append_async(self, events: Sequence[NewEvent]) -> list[Appended]:
+        """``append`` for a coroutine: its event loop runs on while the batch commits."""
+        if not events:
+            return []
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+
+        def wake() -> None:
+            # A closed loop has nobody waiting any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_resolve, future)
+
+        waiting = self._enqueue(events, wake)
+        # Cancelled (the client went away), the events are still committed with the batch.
+        await future
+        return waiting.result()
+
+    def _enqueue(self, events: Sequence[NewEvent], wake: Callable[[], None]) -> _Waiting:
+        waiting = _Waiting(events, wake)
         with self._ready:
             if self._closed:
                 raise StoreUnavailable("the event store is shutting down")
             self._queue.append(waiting)
             self._ready.notify()
-        waiting.done.wait()
-        if waiting.error is not None:
-            raise waiting.error
-        return waiting.answers
+        return waiting
 
     def close(self) -> None:
         """Refuse new appends; the queued ones are still committed."""
@@ -130,11 +168,11 @@ class GroupCommitStore:
         for waiting in batch:
             waiting.answers = answers[start : start + len(waiting.events)]
             start += len(waiting.events)
-            waiting.done.set()
+            waiting.settle()
 
     @staticmethod
     def _fail(batch: list[_Waiting], error: BaseException) -> None:
         for waiting in batch:
-            if not waiting.done.is_set():
+            if not waiting.settled:
                 waiting.error = error
-                waiting.done.set()
+                waiting.settle()

@@ -7,6 +7,7 @@ once no transaction that could still commit a lower one is running (see ``READ_A
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -260,6 +261,10 @@ class EventStore:
         with translated_errors(), self._pool.connection() as conn:
             conn.autocommit = True  # the one statement is the transaction: one round trip
             return append_events(conn, events, self._upcast)
+
+    async def append_async(self, events: Sequence[NewEvent]) -> list[Appended]:
+        """``append`` for a coroutine, run in a thread of its event loop's executor."""
+        return await asyncio.to_thread(self.append, events)
 
     def read_all(self, after: Checkpoint = START, limit: int = 1000) -> list[StoredEvent]:
         with translated_errors(), self._pool.connection() as conn:

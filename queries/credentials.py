@@ -118,6 +118,13 @@ class CachedCredentials:
                 self._entries[token_id] = (found, now)
         return found
 
+    def cached(self, token_id: str) -> StoredCredential | None:
+        """The credential if it is held and fresh now, without a lookup (else ``None``)."""
+        now = self._clock()
+        with self._lock:
+            entry = self._entries.get(token_id) if self._trusted else None
+        return entry[0] if entry is not None and now - entry[1] < self._ttl else None
+
     def evict(self, token_id: str) -> None:
         with self._lock:
             self._entries.pop(token_id, None)

@@ -10,6 +10,7 @@ from domain.efficiency import DEFAULT_WINDOW, above_one, below_threshold
 from queries import efficiency
 from web.consistency import PARAMETER, await_position, requested_position, with_consistency
 from web.context import Dependencies
+from web.offload import threaded
 from web.params import Params, check_device_id, read_window
 from web.problems import not_found
 from web.representation import json_bytes, plain
@@ -22,6 +23,7 @@ class Flags:
     low_threshold: float
 
 
+@threaded
 class PerformanceResource:
     AUTH = {"GET": Action.READ}
 

@@ -1,8 +1,8 @@
-"""``create_app(deps)``: the Falcon application with its routes and error handling."""
+"""``create_app(deps)``: the Falcon ASGI application with its routes and error handling."""
 
 from __future__ import annotations
 
-import falcon
+import falcon.asgi
 
 from web import problems
 from web.analytics import PerformanceResource
@@ -23,18 +23,19 @@ from web.tokens import TokenResource, TokensResource
 PUBLIC_PREFIXES = ("/docs",)  # the Swagger UI page and its static files
 
 
-def create_app(deps: Dependencies) -> falcon.App:
+def create_app(deps: Dependencies) -> falcon.asgi.App:
     security = deps.security
     refusals = Refusals(security.record_refusal)
     auth = AuthMiddleware(
         enabled=security.enabled,
         key=security.key,
         lookup=security.lookup,
+        peek=security.peek,
         refusals=refusals,
         limiter=RateLimiter(security.rate, security.burst) if security.rate > 0 else None,
         public_prefixes=PUBLIC_PREFIXES,
     )
-    app = falcon.App(middleware=[RequestIdMiddleware(), auth], cors_enable=False)
+    app = falcon.asgi.App(middleware=[RequestIdMiddleware(), auth], cors_enable=False)
     app.req_options.strip_url_path_trailing_slash = True
     # Query strings are read as sent: "a=1&a=2" stays a repeat (refused), "" stays a value.
     app.req_options.auto_parse_qs_csv = False

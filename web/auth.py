@@ -9,6 +9,7 @@ and each is recorded in ``auth_refusals``.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import threading
@@ -28,12 +29,13 @@ log = logging.getLogger(__name__)
 PUBLIC: dict[str, Action] = {}
 ANONYMOUS = Principal(token_id="-", identity="anonymous (auth off)", role=Role.OPERATOR)
 _DUMMY_HASH = bytes(32)
+_OPEN = object()  # a request that needs no credential
 
 
 class RateLimiter:
     """A token bucket per credential: ``rate`` requests per second, bursts of ``burst``.
 
-    Thread-safe; one per process (each gunicorn worker enforces its share of the rate).
+    Thread-safe; one per process (each API worker process enforces its share of the rate).
     Idle buckets are dropped beyond ``keep`` credentials, least recently used first.
     """
 
@@ -81,6 +83,13 @@ class Refusals:
 
 
 class AuthMiddleware:
+    """Checks every request's token and role, and its credential's rate.
+
+    On the event loop, a request whose credential is cached, valid and allowed is admitted
+    at once; anything else (a lookup in the database, a refusal to record) is decided in a
+    pool thread, so the loop never waits on the database.
+    """
+
     def __init__(
         self,
         *,
@@ -90,27 +99,62 @@ class AuthMiddleware:
         refusals: Refusals,
         limiter: RateLimiter | None,
         public_prefixes: tuple[str, ...] = (),
+        peek: Callable[[str], StoredCredential | None] = lambda token_id: None,
     ) -> None:
-        self._enabled, self._key, self._lookup = enabled, key, lookup
+        self._enabled, self._key, self._lookup, self._peek = enabled, key, lookup, peek
         self._refusals, self._limiter = refusals, limiter
         self._public_prefixes = public_prefixes
 
-    def process_resource(
+    async def process_resource(
         self, req: falcon.Request, resp: falcon.Response, resource: object, params: Any
     ) -> None:
+        needed = self._needed(req, resource)
+        if needed is _OPEN:
+            return
+        action = needed if isinstance(needed, Action) else None
+        principal = self._admissible(req, action)
+        if principal is None:
+            await asyncio.to_thread(self._check, req, action)
+            return
+        self._admit(req, principal)
+
+    def _needed(self, req: falcon.Request, resource: object) -> Action | object | None:
+        """``_OPEN`` when the request needs nothing, else the action (``None``: none named,
+        which no role may do)."""
         if resource is None:
-            return  # no such route: a 404 or 405 follows, nothing to protect
+            return _OPEN  # no such route: a 404 or 405 follows, nothing to protect
         needs: dict[str, Action] | None = getattr(resource, "AUTH", None)
         if needs is PUBLIC or req.path.startswith(self._public_prefixes):
-            return
-        action = (needs or {}).get(req.method)
+            return _OPEN
         if not self._enabled:
             req.context.principal = ANONYMOUS
-            return
+            return _OPEN
+        return (needs or {}).get(req.method)
+
+    def _admissible(self, req: falcon.Request, action: Action | None) -> Principal | None:
+        """The principal when its credential is cached and it may do ``action``; ``None``
+        when that takes the database or ends in a refusal."""
+        scheme, _, token = (req.get_header("Authorization") or "").partition(" ")
+        parsed = parse_token(token.strip()) if scheme.lower() == "bearer" else None
+        if parsed is None or action is None:
+            return None
+        token_id, secret = parsed
+        stored = self._peek(token_id)
+        if stored is None or stored.revoked_at is not None:
+            return None
+        if not hmac.compare_digest(token_hash(self._key, token_id, secret), stored.token_hash):
+            return None
+        principal = _principal(token_id, stored)
+        return principal if principal.may(action) else None
+
+    def _check(self, req: falcon.Request, action: Action | None) -> None:
         principal = self._authenticate(req)
         if action is None or not principal.may(action):
             what = action.value if action else f"{req.method} {req.path}"
             self._refuse(req, 403, f"role {principal.role.value} may not {what}", principal)
+        self._admit(req, principal)
+
+    def _admit(self, req: falcon.Request, principal: Principal) -> None:
         if self._limiter is not None and (wait := self._limiter.take(principal.token_id)):
             raise Problem(
                 429,
@@ -139,12 +183,7 @@ class AuthMiddleware:
         assert stored is not None
         if stored.revoked_at is not None:
             self._refuse(req, 401, "revoked credentials", token_id)
-        return Principal(
-            token_id=token_id,
-            identity=stored.identity,
-            role=Role(stored.role),
-            devices=frozenset(stored.devices),
-        )
+        return _principal(token_id, stored)
 
     def _refuse(
         self,
@@ -166,18 +205,27 @@ class AuthMiddleware:
         raise Problem(403, "forbidden", "Forbidden", f"Not allowed: {reason}.")
 
 
+def _principal(token_id: str, stored: StoredCredential) -> Principal:
+    return Principal(
+        token_id=token_id,
+        identity=stored.identity,
+        role=Role(stored.role),
+        devices=frozenset(stored.devices),
+    )
+
+
 def principal_of(req: falcon.Request) -> Principal:
     """The principal the auth middleware put on the request."""
     principal: Principal = req.context.principal
     return principal
 
 
-def refuse_devices(req: falcon.Request, devices: set[str], refusals: Refusals) -> None:
+async def refuse_devices(req: falcon.Request, devices: set[str], refusals: Refusals) -> None:
     """403 (nothing stored) unless the principal may write for every one of ``devices``."""
     principal = principal_of(req)
     foreign = sorted(d for d in devices if not principal.may_write_for(d))
     if foreign:
         shown = ", ".join(foreign[:5]) + (" ..." if len(foreign) > 5 else "")
         reason = f"this token may not write for {shown}"
-        refusals(req, 403, reason, principal.token_id)
+        await asyncio.to_thread(refusals, req, 403, reason, principal.token_id)
         raise Problem(403, "forbidden", "Forbidden", f"Not allowed: {reason}; nothing was stored.")

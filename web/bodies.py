@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import falcon
+import falcon.asgi
 import orjson
 
 from web.problems import Problem
@@ -38,11 +39,11 @@ def media_type(req: falcon.Request, accepted: Iterable[str]) -> str:
     return content_type
 
 
-def read_body(req: falcon.Request, limit: int) -> bytes:
+async def read_body(req: falcon.asgi.Request, limit: int) -> bytes:
     """The whole body, refusing with 413 anything over ``limit`` bytes before reading it all."""
     if req.content_length is not None and req.content_length > limit:
         raise _too_large(limit)
-    data = req.bounded_stream.read(limit + 1)
+    data = await req.stream.read(limit + 1)
     if len(data) > limit:
         raise _too_large(limit)
     return data

@@ -47,6 +47,9 @@ class Security:
     enabled: bool = False
     key: bytes = b""  # the server's token key: tokens are stored as HMACs under it
     lookup: Callable[[str], StoredCredential | None] = lambda token_id: None
+    # The credential if it is at hand without the database (a cache); ``None`` sends the
+    # request to a pool thread, where ``lookup`` may block.
+    peek: Callable[[str], StoredCredential | None] = lambda token_id: None
     evict: Callable[[str], None] = lambda token_id: None  # forget a revoked token at once
     record_refusal: Callable[..., None] = lambda **refusal: None
     rate: float = 0.0  # requests per second per credential in this process (0: no limit)
@@ -88,11 +91,11 @@ def request_metadata(req: falcon.Request) -> dict[str, Any]:
 class RequestIdMiddleware:
     """Echo the caller's ``X-Request-Id`` (or a new one): a request traces to its events."""
 
-    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+    async def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         given = req.get_header(REQUEST_ID)
         req.context.request_id = given[:128] if given else uuid.uuid4().hex
 
-    def process_response(
+    async def process_response(
         self, req: falcon.Request, resp: falcon.Response, resource: object, req_succeeded: bool
     ) -> None:
         resp.set_header(REQUEST_ID, req.context.get("request_id", ""))

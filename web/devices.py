@@ -20,6 +20,7 @@ from queries import meter_live, vehicle_live
 from queries.checkpoints import Consistency
 from web.consistency import PARAMETER, await_position, requested_position, with_consistency
 from web.context import Dependencies
+from web.offload import threaded
 from web.params import Params, check_device_id, encode_cursor
 from web.problems import not_found
 from web.representation import json_bytes, plain
@@ -79,6 +80,7 @@ class DeviceResource:
         resp.data = json_bytes(with_consistency(plain(state), consistency))
 
 
+@threaded
 class VehicleResource(DeviceResource):
     def __init__(self, deps: Dependencies) -> None:
         super().__init__(deps, kind="vehicle", find=vehicle_live.find, reads=vehicle_live.READS)
@@ -87,6 +89,7 @@ class VehicleResource(DeviceResource):
         self.respond(req, resp, vehicle_id)
 
 
+@threaded
 class MeterResource(DeviceResource):
     def __init__(self, deps: Dependencies) -> None:
         super().__init__(deps, kind="meter", find=meter_live.find, reads=meter_live.READS)
@@ -95,6 +98,7 @@ class MeterResource(DeviceResource):
         self.respond(req, resp, meter_id)
 
 
+@threaded
 class DeviceListResource:
     """A list of devices by id. ``page`` takes the keyset and filter keywords, ``key`` is an
     item's id; ``filters`` reads the list's own extra parameters as keywords for ``page``."""

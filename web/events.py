@@ -7,10 +7,11 @@ the last line's ``transactionId:position`` as ``after``.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 
-import falcon
+import falcon.asgi
 
 from domain.credentials import Action
 from domain.events import device_streams
@@ -23,6 +24,7 @@ from web.context import Dependencies
 from web.params import Params, check_device_id
 
 MAX_LIMIT = 100_000_000
+CHUNK_LINES = 1000  # lines read per trip to the pool thread (a few hundred kB)
 
 
 def _listed(params: Params, name: str) -> tuple[str, ...] | None:
@@ -36,9 +38,25 @@ def _listed(params: Params, name: str) -> tuple[str, ...] | None:
     return items
 
 
-def _stream(reads: ReadPool, selection: Selection) -> Iterator[bytes]:
+def _stream(reads: ReadPool, selection: Selection) -> Generator[bytes, None, None]:
     with reads.connection() as conn:
         yield from ndjson(iter_events(conn, selection))
+
+
+def _some(lines: Iterator[bytes], count: int = CHUNK_LINES) -> bytes:
+    return b"".join(itertools.islice(lines, count))
+
+
+async def _chunks(first: bytes, lines: Generator[bytes, None, None]) -> AsyncIterator[bytes]:
+    """The lines as the client takes them, read from the database in a pool thread a chunk
+    at a time; a client that leaves early closes the cursor and frees its connection."""
+    try:
+        chunk = first
+        while chunk:
+            yield chunk
+            chunk = await asyncio.to_thread(_some, lines)
+    finally:
+        await asyncio.to_thread(lines.close)
 
 
 class EventsResource:
@@ -49,7 +67,16 @@ class EventsResource:
     def __init__(self, deps: Dependencies) -> None:
         self._deps = deps
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+    async def on_get(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
+        selection = self._selection(req)
+        lines = _stream(self._deps.reads, selection)
+        # The first line is read here, so that a database failure is a 503 problem, not a
+        # broken stream; the rest follows as the client reads.
+        first = await asyncio.to_thread(_some, lines, 1)
+        resp.content_type = NDJSON
+        resp.stream = _chunks(first, lines)
+
+    def _selection(self, req: falcon.asgi.Request) -> Selection:
         params = Params(req, self.ALLOWED)
         after = START
         if (token := params.text("after")) is not None:
@@ -70,9 +97,4 @@ class EventsResource:
             limit=params.integer("limit", low=1, high=MAX_LIMIT),
         )
         params.done()
-        lines = _stream(self._deps.reads, selection)
-        # The first line is read here, so that a database failure is a 503 problem, not a
-        # broken stream; the rest follows as the client reads.
-        first = list(itertools.islice(lines, 1))
-        resp.content_type = NDJSON
-        resp.stream = itertools.chain(first, lines)
+        return selection

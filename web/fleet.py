@@ -12,10 +12,12 @@ from queries import fleet_efficiency
 from web.consistency import PARAMETER, await_position, requested_position, with_consistency
 from web.context import Dependencies
 from web.devices import MAX_STALE_MINUTES
+from web.offload import threaded
 from web.params import Params
 from web.representation import json_bytes, plain
 
 
+@threaded
 class FleetSummaryResource:
     AUTH = {"GET": Action.READ}
 

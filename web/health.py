@@ -7,16 +7,20 @@ import orjson
 
 from web.auth import PUBLIC
 from web.context import Dependencies
+from web.offload import threaded
 from web.problems import Problem
+
+_OK = orjson.dumps({"status": "ok"})
 
 
 class HealthResource:
     AUTH = PUBLIC
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.data = orjson.dumps({"status": "ok"})
+    async def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.data = _OK
 
 
+@threaded
 class ReadyResource:
     AUTH = PUBLIC
 

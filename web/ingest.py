@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import falcon
+import falcon.asgi
 import orjson
 
-from commands.ingest import ingest
+from commands.ingest import ingest, ingest_async
 from commands.outcomes import Outcome, Status
 from commands.payloads import WireError
 from domain.credentials import Action
@@ -25,6 +27,9 @@ from web.context import Dependencies, request_metadata
 from web.problems import Problem, validation_problem
 
 _ACCEPTED = {JSON, *NDJSON_TYPES}
+# Up to this many readings are judged on the event loop (about 20 µs each); more go to a
+# pool thread.
+INLINE_ITEMS = 50
 
 
 def devices_named(items: list[object]) -> set[str]:
@@ -66,38 +71,52 @@ def single_answer(outcome: Outcome, resp: falcon.Response, what: str) -> None:
 
 
 class IngestResource:
+    """On the event loop throughout for small requests: a single reading is parsed, judged
+    and awaited in the group commit without a thread hand-off (the hot path); a large batch
+    is judged in a pool thread, so that its milliseconds of validation do not stall the
+    loop's other requests."""
+
     AUTH = {"POST": Action.INGEST}
 
     def __init__(self, deps: Dependencies, refusals: Refusals) -> None:
         self._deps, self._refusals = deps, refusals
 
-    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         kind = media_type(req, _ACCEPTED)
-        data = read_body(req, self._deps.limits.max_body_bytes)
+        data = await read_body(req, self._deps.limits.max_body_bytes)
         if kind in NDJSON_TYPES:
-            self._batch(req, resp, parse_ndjson(data, self._deps.security.max_json_depth))
+            items = parse_ndjson(data, self._deps.security.max_json_depth)
+            await self._batch(req, resp, items)
             return
         body = parse_json(data, self._deps.security.max_json_depth)
         if isinstance(body, list):
-            self._batch(req, resp, body)
+            await self._batch(req, resp, body)
             return
-        [outcome] = self._ingest(req, [body])
+        [outcome] = await self._ingest(req, [body])
         single_answer(outcome, resp, "reading")
 
-    def _ingest(self, req: falcon.Request, items: list[object]) -> list[Outcome]:
+    async def _ingest(self, req: falcon.asgi.Request, items: list[object]) -> list[Outcome]:
         deps = self._deps
         # A device token writes for its own devices only: one foreign id and nothing of the
         # request is stored (before anything is decided, let alone appended).
-        refuse_devices(req, devices_named(items), self._refusals)
-        return ingest(
-            items,
-            store=deps.store,
-            clock=deps.clock,
-            rules=deps.rules,
-            metadata=request_metadata(req),
+        await refuse_devices(req, devices_named(items), self._refusals)
+        metadata = request_metadata(req)
+        if len(items) > INLINE_ITEMS:
+            return await asyncio.to_thread(
+                ingest,
+                items,
+                store=deps.store,
+                clock=deps.clock,
+                rules=deps.rules,
+                metadata=metadata,
+            )
+        return await ingest_async(
+            items, store=deps.store, clock=deps.clock, rules=deps.rules, metadata=metadata
         )
 
-    def _batch(self, req: falcon.Request, resp: falcon.Response, items: list[object]) -> None:
+    async def _batch(
+        self, req: falcon.asgi.Request, resp: falcon.asgi.Response, items: list[object]
+    ) -> None:
         limit = self._deps.limits.max_batch_items
         if len(items) > limit:
             raise Problem(
@@ -119,7 +138,7 @@ class IngestResource:
         ]
         parsed = [i for i, slot in enumerate(slots) if slot is None]
         for index, outcome in zip(
-            parsed, self._ingest(req, [items[i] for i in parsed]), strict=True
+            parsed, await self._ingest(req, [items[i] for i in parsed]), strict=True
         ):
             slots[index] = outcome
         outcomes = [slot for slot in slots if slot is not None]

@@ -11,9 +11,11 @@ from domain.ledger import write_checkpoints
 from queries.ledger import checkpoints
 from web.bodies import NDJSON
 from web.context import Dependencies
+from web.offload import threaded
 from web.params import Params
 
 
+@threaded
 class LedgerCheckpointsResource:
     AUTH = {"GET": Action.AUDIT}
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-import falcon
+import asyncio
+
+import falcon.asgi
 
 from commands.mapping import create_mapping
 from domain.credentials import Action
@@ -17,11 +19,13 @@ class MappingsResource:
     def __init__(self, deps: Dependencies) -> None:
         self._deps = deps
 
-    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         media_type(req, {JSON})
-        body = parse_json(
-            read_body(req, self._deps.limits.max_body_bytes), self._deps.security.max_json_depth
-        )
+        data = await read_body(req, self._deps.limits.max_body_bytes)
+        await asyncio.to_thread(self._post, req, resp, data)
+
+    def _post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, data: bytes) -> None:
+        body = parse_json(data, self._deps.security.max_json_depth)
         outcome, _ = create_mapping(
             body,
             store=self._deps.store,

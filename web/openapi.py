@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import falcon
+import falcon.asgi
 import orjson
 import yaml
 from swagger_ui import api_doc
@@ -28,11 +29,11 @@ class OpenApiResource:
     def __init__(self, document: dict[str, Any]) -> None:
         self._body = orjson.dumps(document)
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+    async def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.data = self._body
 
 
-def add_docs(app: falcon.App, document: dict[str, Any]) -> None:
+def add_docs(app: falcon.asgi.App, document: dict[str, Any]) -> None:
     """``GET /openapi.json`` and the browsable page ``GET /docs``."""
     app.add_route("/openapi.json", OpenApiResource(document))
     api_doc(

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import falcon
+import falcon.asgi
 import orjson
 
 from commands.payloads import WireError
@@ -79,11 +80,13 @@ def _respond(resp: falcon.Response, problem: Problem) -> None:
         resp.set_header(name, value)
 
 
-def handle_problem(req: falcon.Request, resp: falcon.Response, exc: Problem, params: Any) -> None:
+async def handle_problem(
+    req: falcon.Request, resp: falcon.Response, exc: Problem, params: Any
+) -> None:
     _respond(resp, exc)
 
 
-def handle_unavailable(
+async def handle_unavailable(
     req: falcon.Request, resp: falcon.Response, exc: StoreUnavailable, params: Any
 ) -> None:
     log.warning("database unavailable: %s", exc)
@@ -99,7 +102,7 @@ def handle_unavailable(
     )
 
 
-def handle_http_error(
+async def handle_http_error(
     req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError, params: Any
 ) -> None:
     kind = {404: "not-found", 405: "method-not-allowed", 415: "unsupported-media-type"}.get(
@@ -115,7 +118,7 @@ def handle_http_error(
     _respond(resp, problem)
 
 
-def handle_unexpected(
+async def handle_unexpected(
     req: falcon.Request, resp: falcon.Response, exc: Exception, params: Any
 ) -> None:
     # Anything reaching here is our bug, not the client's: log it whole, answer plainly.
@@ -126,7 +129,7 @@ def handle_unexpected(
     )
 
 
-def register(app: falcon.App) -> None:
+def register(app: falcon.asgi.App) -> None:
     # Falcon picks the most specific handler for an exception's class.
     app.add_error_handler(Exception, handle_unexpected)
     app.add_error_handler(falcon.HTTPError, handle_http_error)

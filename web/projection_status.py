@@ -7,10 +7,12 @@ import falcon
 from domain.credentials import Action
 from queries.projection_status import projector_sessions, statuses
 from web.context import Dependencies
+from web.offload import threaded
 from web.params import Params
 from web.representation import json_bytes, plain
 
 
+@threaded
 class ProjectionsResource:
     AUTH = {"GET": Action.OPERATE}
 

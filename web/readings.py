@@ -19,6 +19,7 @@ from queries import meter_history, meter_live, vehicle_history, vehicle_live
 from web.consistency import PARAMETER, await_position, requested_position
 from web.context import Dependencies
 from web.devices import page_body
+from web.offload import threaded
 from web.params import Params, check_device_id, read_window
 from web.problems import not_found
 
@@ -93,6 +94,7 @@ class ReadingsResource:
         resp.data = page_body(items, limit, {"before": last}, consistency)
 
 
+@threaded
 class VehicleReadingsResource(ReadingsResource):
     def __init__(self, deps: Dependencies) -> None:
         super().__init__(
@@ -107,6 +109,7 @@ class VehicleReadingsResource(ReadingsResource):
         self.respond(req, resp, vehicle_id)
 
 
+@threaded
 class MeterReadingsResource(ReadingsResource):
     def __init__(self, deps: Dependencies) -> None:
         super().__init__(

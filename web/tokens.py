@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import falcon
+import falcon.asgi
 
 from commands.payloads import Invalid
 from domain.credentials import Action
@@ -13,6 +15,7 @@ from queries.credentials import tokens
 from web.auth import principal_of
 from web.bodies import JSON, media_type, parse_json, read_body
 from web.context import Dependencies
+from web.offload import threaded
 from web.params import Params
 from web.problems import Problem, validation_problem
 from web.representation import json_bytes, plain
@@ -20,6 +23,7 @@ from web.representation import json_bytes, plain
 TOKEN_ID = re.compile(r"[0-9a-f]{12}")
 
 
+@threaded
 class TokensResource:
     AUTH = {"GET": Action.OPERATE, "POST": Action.OPERATE}
 
@@ -36,11 +40,13 @@ class TokensResource:
             found = tokens(conn, include_revoked=show_revoked == "true")
         resp.data = json_bytes({"tokens": plain(found)})
 
-    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+    async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
         media_type(req, {JSON})
-        body = parse_json(
-            read_body(req, self._deps.limits.max_body_bytes), self._deps.security.max_json_depth
-        )
+        data = await read_body(req, self._deps.limits.max_body_bytes)
+        await asyncio.to_thread(self._post, req, resp, data)
+
+    def _post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, data: bytes) -> None:
+        body = parse_json(data, self._deps.security.max_json_depth)
         credentials = self._deps.credentials
         assert credentials is not None  # wired whenever the API runs
         try:
@@ -53,6 +59,7 @@ class TokensResource:
         resp.data = json_bytes({**plain(event), "token": token})
 
 
+@threaded
 class TokenResource:
     AUTH = {"DELETE": Action.OPERATE}
 

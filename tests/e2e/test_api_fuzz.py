@@ -2,7 +2,7 @@
 whatever a client sends, no answer is a 500, and every answer matches the document.
 
 Each documented operation is its own test; schemathesis' Hypothesis strategy for the
-operation generates the requests (valid and invalid ones), sent through the WSGI app.
+operation generates the requests (valid and invalid ones), sent through the ASGI app.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from schemathesis.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
-from schemathesis.openapi import from_wsgi
+from schemathesis.openapi import from_asgi
 
 from tests.e2e.conftest import make_client
 from web.context import ReadSettings
@@ -43,7 +43,7 @@ def test_no_request_gets_a_500_and_every_answer_matches_the_document(
     pool: ConnectionPool[Any], path: str, method: str
 ) -> None:
     app = make_client(pool, ReadSettings(max_wait=0.01)).app
-    operation = from_wsgi("/openapi.json", app)[path][method]
+    operation = from_asgi("/openapi.json", app)[path][method]
 
     @given(case=operation.as_strategy())
     @settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))

@@ -8,8 +8,8 @@ but is recorded among the refusals.
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
-import threading
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -364,25 +364,21 @@ def test_the_rate_limit_holds_under_concurrent_requests_from_one_credential(
     token = world.tokens["reader"]
     statuses: list[int] = []
     retry_after: list[str] = []
-    lock = threading.Lock()
-    barrier = threading.Barrier(8)
 
-    def hammer() -> None:
-        barrier.wait()
+    async def hammer(conductor: testing.ASGIConductor) -> None:
         for _ in range(10):
-            answer = client.simulate_get(
+            answer = await conductor.simulate_get(
                 "/v1/vehicles", headers={"Authorization": f"Bearer {token}"}
             )
-            with lock:
-                statuses.append(answer.status_code)
-                if answer.status_code == 429:
-                    retry_after.append(answer.headers["retry-after"])
+            statuses.append(answer.status_code)
+            if answer.status_code == 429:
+                retry_after.append(answer.headers["retry-after"])
 
-    threads = [threading.Thread(target=hammer) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    async def eight_clients_at_once() -> None:
+        async with testing.ASGIConductor(client.app) as conductor:
+            await asyncio.gather(*(hammer(conductor) for _ in range(8)))
+
+    asyncio.run(eight_clients_at_once())
     assert len(statuses) == 80
     assert statuses.count(200) + statuses.count(429) == 80
     # The burst, plus what 5/s refills in the few seconds the 80 requests took at most.
