@@ -92,16 +92,3 @@ def ingest(
     """
     decided = decide(items, clock=clock, rules=rules, metadata=metadata)
     return decided.settle(store.append(decided.events) if decided.events else [])
-
-
-async def ingest_async(
-    items: Sequence[object],
-    *,
-    store: Appender,
-    clock: Clock,
-    rules: TimeRules,
-    metadata: dict[str, Any],
-) -> list[Outcome]:
-    """``ingest`` for a coroutine: the same outcomes, the append awaited."""
-    decided = decide(items, clock=clock, rules=rules, metadata=metadata)
-    return decided.settle(await store.append_async(decided.events) if decided.events else [])

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any
 
 import falcon
 import falcon.asgi
 import orjson
 
-from commands.ingest import ingest, ingest_async
+from commands.ingest import decide
 from commands.outcomes import Outcome, Status
 from commands.payloads import WireError
 from domain.credentials import Action
@@ -74,7 +75,7 @@ class IngestResource:
     """On the event loop throughout for small requests: a single reading is parsed, judged
     and awaited in the group commit without a thread hand-off (the hot path); a large batch
     is judged in a pool thread, so that its milliseconds of validation do not stall the
-    loop's other requests."""
+    loop's other requests, and then awaited in the group commit too."""
 
     AUTH = {"POST": Action.INGEST}
 
@@ -100,18 +101,13 @@ class IngestResource:
         # A device token writes for its own devices only: one foreign id and nothing of the
         # request is stored (before anything is decided, let alone appended).
         await refuse_devices(req, devices_named(items), self._refusals)
-        metadata = request_metadata(req)
-        if len(items) > INLINE_ITEMS:
-            return await asyncio.to_thread(
-                ingest,
-                items,
-                store=deps.store,
-                clock=deps.clock,
-                rules=deps.rules,
-                metadata=metadata,
-            )
-        return await ingest_async(
-            items, store=deps.store, clock=deps.clock, rules=deps.rules, metadata=metadata
+        judge = functools.partial(
+            decide, items, clock=deps.clock, rules=deps.rules, metadata=request_metadata(req)
+        )
+        decided = await asyncio.to_thread(judge) if len(items) > INLINE_ITEMS else judge()
+        # Awaited on the loop either way: no thread is held while the batch commits.
+        return decided.settle(
+            await deps.store.append_async(decided.events) if decided.events else []
         )
 
     async def _batch(

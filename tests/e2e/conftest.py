@@ -1,4 +1,4 @@
-"""An app wired to the real database, driven through Falcon's WSGI test client."""
+"""An app wired to the real database, driven through Falcon's test client (ASGI)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""``POST /v1/ingest`` and ``POST /v1/mappings`` through the WSGI app, on the real database."""
+"""``POST /v1/ingest`` and ``POST /v1/mappings`` through the ASGI app, on the real database."""
 
 from __future__ import annotations
 

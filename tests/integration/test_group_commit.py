@@ -3,6 +3,7 @@ only once committed, idempotency holds across callers, and a bad caller fails al
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import uuid
 from collections.abc import Iterator
@@ -125,3 +126,52 @@ def test_a_closed_store_refuses_new_appends(pool: ConnectionPool[Any]) -> None:
     store.close()
     with pytest.raises(StoreUnavailable):
         store.append([new_event(fresh_id("gc"), {"late": True})])
+
+
+def test_coroutines_on_one_event_loop_share_commits_and_each_gets_its_own_answers(
+    store: GroupCommitStore, database_url: str
+) -> None:
+    prefix, shared = fresh_id("gc"), uuid.uuid4()
+
+    async def caller(n: int) -> list[Any]:
+        mine = [new_event(f"{prefix}-{n}", {"n": n}), new_event(prefix, {"same": 1}, shared)]
+        return await store.append_async(mine)
+
+    async def many() -> list[list[Any]]:
+        return await asyncio.gather(*(caller(n) for n in range(40)))
+
+    answers = asyncio.run(many())
+    with psycopg.connect(database_url) as conn:
+        [(transactions, stored)] = conn.execute(TRANSACTIONS, {"prefix": prefix + "%"}).fetchall()
+        positions = dict(
+            conn.execute(
+                "SELECT stream_id, position FROM events WHERE stream_id LIKE %(prefix)s",
+                {"prefix": prefix + "-%"},
+            ).fetchall()
+        )
+    assert stored == 40 + 1  # each caller's own event, and the shared one once
+    assert transactions < 40  # the loop's callers queued together: commits were shared
+    for n, (own, _) in enumerate(answers):
+        assert own.status is AppendStatus.APPENDED
+        assert own.position == positions[f"{prefix}-{n}"]
+    assert sorted(same.status.value for _, same in answers) == ["appended"] + ["duplicate"] * 39
+    assert len({same.position for _, same in answers}) == 1
+
+
+def test_a_coroutine_whose_events_the_database_refuses_gets_the_error(
+    store: GroupCommitStore,
+) -> None:
+    bad = NewEvent(
+        event_id=uuid.uuid4(),
+        stream_id=fresh_id("gc"),
+        event_type="Tested",
+        schema_version=1,
+        payload={"text": "\x00"},
+        metadata={},
+        received_at=NOW,
+    )
+    with pytest.raises(psycopg.Error):
+        asyncio.run(store.append_async([bad]))
+    # The flusher is still there for the next caller.
+    [after] = asyncio.run(store.append_async([new_event(fresh_id("gc"), {"ok": True})]))
+    assert after.status is AppendStatus.APPENDED
