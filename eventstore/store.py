@@ -180,6 +180,10 @@ def append_events(
     """
     if not events:
         return []
+    # The events of one request share their received time: each moment is formatted once.
+    moments = {e.received_at: "" for e in events}
+    for moment in moments:
+        moments[moment] = moment.isoformat()
     document = orjson.dumps(
         [
             {
@@ -189,7 +193,7 @@ def append_events(
                 "schema_version": e.schema_version,
                 "payload": e.payload,
                 "metadata": e.metadata,
-                "received_at": e.received_at.isoformat(),
+                "received_at": moments[e.received_at],
             }
             for e in events
         ]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
 from commands.payloads import Invalid, reading_command, structure
 from domain.mappings import MapVehicleToMeter
@@ -97,3 +100,52 @@ def test_mapping_effective_from_is_optional() -> None:
         structure(
             {"vehicleId": "V1", "meterId": "M1", "effectiveFrom": "2026-01-01"}, MapVehicleToMeter
         )
+
+
+JSON_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**20), max_value=10**20),
+    st.floats(),
+    st.text(max_size=6),
+    st.sampled_from(
+        ["2026-01-01T00:00:00Z", "2026-01-01T00:00:00+02:00", "2026-01-01T00:00:00", "x", ""]
+    ),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
+VEHICLE_WITH_CHARGER = {**VEHICLE, "chargerId": "C1"}
+
+
+@st.composite
+def reading_like(draw: st.DrawFn) -> dict[str, object]:
+    """A valid reading, then some of its values replaced, keys dropped or keys added."""
+    value = dict(draw(st.sampled_from([METER, VEHICLE, VEHICLE_WITH_CHARGER])))
+    # Mostly one change, so that each field's every kind of wrong value is met alone.
+    changes = draw(st.sampled_from([0, 1, 1, 1, 2]))
+    for key in draw(st.lists(st.sampled_from(sorted(value)), min_size=changes, max_size=changes)):
+        if draw(st.integers(0, 3)):
+            value[key] = draw(JSON_VALUES)
+        else:
+            value.pop(key, None)
+    if draw(st.integers(0, 5)) == 0:
+        value[draw(st.sampled_from(["chargerId", "extra", "soc", "voltage"]))] = draw(JSON_VALUES)
+    return value
+
+
+def outcome_of(call: Callable[[], object]) -> tuple[str, object]:
+    try:
+        return ("command", call())
+    except Invalid as exc:
+        return ("invalid", exc.errors)
+
+
+@settings(max_examples=400)
+@given(value=reading_like())
+def test_the_fast_path_builds_exactly_what_cattrs_builds_and_refuses_what_it_refuses(
+    value: dict[str, object],
+) -> None:
+    has_meter, has_vehicle = "meterId" in value, "vehicleId" in value
+    assume(has_meter != has_vehicle)  # both or neither: refused before either path
+    cls = RecordMeterReading if has_meter else RecordVehicleReading
+    assert outcome_of(lambda: reading_command(value)) == outcome_of(lambda: structure(value, cls))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
 import attrs
@@ -10,6 +11,7 @@ import pytest
 from hypothesis import given
 
 from domain.readings import (
+    EVENT_NAMESPACE,
     MeterReadingRecorded,
     RecordMeterReading,
     RecordVehicleReading,
@@ -158,3 +160,25 @@ def test_vehicle_and_meter_ids_never_collide(event: VehicleReadingRecorded) -> N
     assert reading_event_id(event) != reading_event_id(as_meter)
     assert reading_stream(event) == f"vehicle-{event.vehicle_id}"
     assert reading_stream(as_meter) == f"meter-{event.vehicle_id}"
+
+
+@given(meter_readings, vehicle_readings)
+def test_event_ids_are_the_uuid5_of_kind_device_and_microseconds(
+    meter: MeterReadingRecorded, vehicle: VehicleReadingRecorded
+) -> None:
+    for kind, device, event in (
+        ("meter", meter.meter_id, meter),
+        ("vehicle", vehicle.vehicle_id, vehicle),
+    ):
+        micros = round(
+            (event.timestamp - datetime(1970, 1, 1, tzinfo=UTC)) / timedelta(microseconds=1)
+        )
+        expected = uuid.uuid5(EVENT_NAMESPACE, f"{kind}/{device}/{micros}")
+        assert reading_event_id(event) == expected
+
+
+def test_a_stored_reading_keeps_its_event_id_across_versions() -> None:
+    # Ids already in the log must come out the same forever, or a device's retry after an
+    # upgrade would be stored twice.
+    event = record_meter_reading(METER, now=NOW, rules=RULES)
+    assert reading_event_id(event) == uuid.UUID("5be8e530-8ad0-5423-be46-c4cf76f45a27")
