@@ -191,7 +191,9 @@ class Settings:
             api_role=os.environ.get("ENERGY_API_ROLE", "energy_api"),
             projector_role=os.environ.get("ENERGY_PROJECTOR_ROLE", "energy_projector"),
             group_commit=_env_switch("ENERGY_GROUP_COMMIT", True),
-            group_commit_flushers=_env_int("ENERGY_GROUP_COMMIT_FLUSHERS", 2),
+            # One commit in flight per worker lets the next batch grow while it flushes:
+            # measured, 15-20 % more single readings per second than two (README).
+            group_commit_flushers=_env_int("ENERGY_GROUP_COMMIT_FLUSHERS", 1),
             read=ReadSettings(
                 max_span=timedelta(days=_env_int("ENERGY_MAX_RANGE_DAYS", 31)),
                 default_page=_env_int("ENERGY_PAGE_SIZE", 100),

@@ -71,7 +71,7 @@ class GroupCommitStore:
         pool: ConnectionPool[Any],
         upcast: Upcast | None = None,
         *,
-        flushers: int = 2,
+        flushers: int = 1,
         max_events: int = 5000,
     ) -> None:
         # Each flush is one append of the plain store: one statement, one commit.
