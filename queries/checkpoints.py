@@ -10,7 +10,8 @@ a position beyond the last visible one counts as not reached.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 import psycopg
@@ -73,20 +74,33 @@ def unreached(conn: psycopg.Connection[Any], names: Sequence[str], position: int
 
 
 def wait_for(
-    conn: psycopg.Connection[Any],
+    connection: Callable[[], AbstractContextManager[psycopg.Connection[Any]]],
     names: Sequence[str],
     position: int,
     *,
     timeout: float,
     poll: float = 0.01,
 ) -> Consistency:
-    """Wait up to ``timeout`` seconds for ``names`` to reach ``position``; what came of it."""
+    """Wait up to ``timeout`` seconds for ``names`` to reach ``position``; what came of it.
+
+    Each look takes a connection from ``connection()`` and gives it back before sleeping.
+    """
     began = time.monotonic()
-    while (missing := unreached(conn, names, position)) and time.monotonic() - began < timeout:
+    while True:
+        with connection() as conn:
+            missing = unreached(conn, names, position)
+            if not missing:
+                waited = round((time.monotonic() - began) * 1000, 1)
+                return Consistency(min_position=position, reached=True, waited_ms=waited)
+            if time.monotonic() - began >= timeout:
+                return _lagging(conn, missing, position, began)
         time.sleep(poll)
+
+
+def _lagging(
+    conn: psycopg.Connection[Any], missing: Sequence[str], position: int, began: float
+) -> Consistency:
     waited = round((time.monotonic() - began) * 1000, 1)
-    if not missing:
-        return Consistency(min_position=position, reached=True, waited_ms=waited)
     rows = conn.execute(BEHIND, {"names": missing, "cap": BEHIND_CAP}).fetchall()
     known = {name: (checkpoint, behind) for name, checkpoint, behind in rows}
     lagging = tuple(

@@ -41,8 +41,8 @@ class PerformanceResource:
         )
         position = requested_position(req, params)
         params.done()
+        consistency = await_position(deps.reads, efficiency.READS, position, deps.read.max_wait)
         with deps.reads.connection() as conn:
-            consistency = await_position(conn, efficiency.READS, position, deps.read.max_wait)
             answer = efficiency.vehicle_efficiency(conn, vehicle_id, window)
         if answer is None:
             raise not_found("vehicle", vehicle_id, consistency)

@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import falcon
-import psycopg
 
 from queries.checkpoints import Consistency, wait_for
+from queries.pool import ReadPool
 from web.params import Params
 from web.representation import plain
 
@@ -36,12 +36,13 @@ def requested_position(req: falcon.Request, params: Params) -> int | None:
 
 
 def await_position(
-    conn: psycopg.Connection[Any], reads: Sequence[str], position: int | None, max_wait: float
+    pool: ReadPool, reads: Sequence[str], position: int | None, max_wait: float
 ) -> Consistency | None:
-    """Wait for ``reads`` to reach ``position`` (nothing to do without one)."""
+    """Wait for ``reads`` to reach ``position`` (nothing to do without one), holding a
+    connection of ``pool`` only while looking: a waiting read keeps none from the others."""
     if position is None:
         return None
-    return wait_for(conn, reads, position, timeout=max_wait)
+    return wait_for(pool.connection, reads, position, timeout=max_wait)
 
 
 def with_consistency(body: dict[str, Any], consistency: Consistency | None) -> dict[str, Any]:

@@ -72,8 +72,8 @@ class DeviceResource:
         params = Params(req, (PARAMETER,))
         position = requested_position(req, params)
         params.done()
+        consistency = await_position(deps.reads, self._reads, position, deps.read.max_wait)
         with deps.reads.connection() as conn:
-            consistency = await_position(conn, self._reads, position, deps.read.max_wait)
             state = self._find(conn, device_id, deps.clock())
         if state is None:
             raise not_found(self._kind, device_id, consistency)
@@ -132,8 +132,8 @@ class DeviceListResource:
         params.done()
         assert limit is not None  # it has a default
         now = deps.clock()
+        consistency = await_position(deps.reads, self._reads, position, deps.read.max_wait)
         with deps.reads.connection() as conn:
-            consistency = await_position(conn, self._reads, position, deps.read.max_wait)
             items = self._page(
                 conn,
                 now=now,

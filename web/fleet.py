@@ -35,8 +35,10 @@ class FleetSummaryResource:
         params.done()
         assert lowest is not None  # it has a default
         stale_after = deps.read.stale_after if stale is None else timedelta(minutes=stale)
+        consistency = await_position(
+            deps.reads, fleet_efficiency.READS, position, deps.read.max_wait
+        )
         with deps.reads.connection() as conn:
-            consistency = await_position(conn, fleet_efficiency.READS, position, deps.read.max_wait)
             summary = fleet_efficiency.summary(
                 conn, stale_before=deps.clock() - stale_after, lowest=lowest
             )

@@ -78,8 +78,8 @@ class ReadingsResource:
         position = requested_position(req, params)
         params.done()
         assert limit is not None  # it has a default
+        consistency = await_position(deps.reads, self._reads, position, deps.read.max_wait)
         with deps.reads.connection() as conn:
-            consistency = await_position(conn, self._reads, position, deps.read.max_wait)
             if self._find(conn, device_id, window.end) is None:
                 raise not_found(self._kind, device_id, consistency)
             items = self._page(

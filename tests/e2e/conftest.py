@@ -34,10 +34,15 @@ def client(pool: ConnectionPool[Any]) -> testing.TestClient:
     return make_client(pool)
 
 
-def make_client(pool: ConnectionPool[Any], read: ReadSettings = READ) -> testing.TestClient:
+def make_client(
+    pool: ConnectionPool[Any],
+    read: ReadSettings = READ,
+    reads: ConnectionPool[Any] | None = None,
+) -> testing.TestClient:
+    """The app over ``pool`` (and ``reads`` for the read side, when given)."""
     deps = Dependencies(
         store=EventStore(pool),
-        reads=ReadPool(pool),
+        reads=ReadPool(reads or pool),
         clock=lambda: NOW,
         readiness=lambda: readiness_probe(pool),
         limits=LIMITS,

@@ -7,6 +7,7 @@ from what it posted: sums, means and counts in plain Python, never the read side
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import threading
 import time
@@ -446,6 +447,35 @@ def test_a_read_given_its_writes_position_waits_for_the_projections_then_sees_th
     assert body["lastReading"]["position"] == position
     assert body["consistency"]["reached"] is True
     assert body["consistency"]["minPosition"] == position and body["consistency"]["lagging"] == []
+
+
+def test_a_read_waiting_for_its_position_keeps_no_connection_from_the_other_reads(
+    fresh_pool: ConnectionPool[Any], fresh_database_url: str
+) -> None:
+    answers: dict[str, Any] = {}
+    with ConnectionPool(fresh_database_url, min_size=1, max_size=1) as one_connection:
+        client = make_client(fresh_pool, ReadSettings(max_wait=10.0), reads=one_connection)
+        v = fresh_id("V")
+        position = write(client, [vehicle(v, NOW - timedelta(minutes=1), 1.0, 22.0)])
+
+        async def read(conductor: testing.ASGIConductor, name: str, path: str) -> None:
+            answers[name] = await conductor.simulate_get(path)
+
+        async def a_waiting_read_and_a_plain_one() -> None:
+            async with testing.ASGIConductor(client.app) as conductor:
+                waiting = asyncio.create_task(
+                    read(conductor, "waiting", f"/v1/vehicles/{v}?minPosition={position}")
+                )
+                await asyncio.sleep(0.3)  # it is waiting now: nothing projects the write
+                await read(conductor, "plain", "/v1/fleet/summary")
+                assert not waiting.done()  # answered while the other still waits
+                await asyncio.to_thread(project, fresh_database_url, position)
+                await waiting
+
+        asyncio.run(a_waiting_read_and_a_plain_one())
+    assert answers["plain"].status_code == 200
+    assert answers["waiting"].status_code == 200
+    assert answers["waiting"].json["consistency"]["reached"] is True
 
 
 def test_a_read_whose_position_is_not_reached_in_time_says_how_far_behind_it_is(
