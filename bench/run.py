@@ -41,6 +41,7 @@ from bench.harness import (
     server,
     write_results,
 )
+from main import Settings
 
 EVENTS_BY_TYPE = "SELECT event_type, count(*) FROM events GROUP BY event_type ORDER BY 1"
 LAST_SEEDED = "SELECT max(recorded_at) FROM vehicle_history WHERE vehicle_id LIKE 'seed-%%'"
@@ -230,15 +231,19 @@ def run_suite(
     """
     steps = STEPS if steps is None else steps
     seed_days = sizes.seed_days if seed_days is None else seed_days
+    defaults = Settings.from_env()  # what the server started below will run with
     with _database(admin_dsn, database_url, keep_database) as url:
         result: dict[str, Any] = {
             "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "host": host_facts(url),
             "server": {
                 "workers": workers,
-                "threads": int(os.environ.get("ENERGY_THREADS", 8)),
+                "worker_class": "uvicorn (gunicorn)",
+                "threads": defaults.threads,
                 "auth": auth,
-                "group_commit": os.environ.get("ENERGY_GROUP_COMMIT", "on"),
+                "group_commit": "on" if defaults.group_commit else "off",
+                "flushers": defaults.group_commit_flushers,
+                "read_pool": defaults.read_pool_size,
             },
             "sizes": asdict(sizes),
             "seed": None,
@@ -341,9 +346,11 @@ def markdown(result: dict[str, Any]) -> str:
         f"# Benchmark {result['started_at']}",
         "",
         f"{host['cpus']} CPUs, Python {host['python']}, PostgreSQL {host['postgresql']}, "
-        f"commit {host['commit']}; server: {result['server']['workers']} workers x "
-        f"{result['server']['threads']} threads, auth {_on(result['server'].get('auth'))},"
-        f" group commit {result['server'].get('group_commit', 'on')};"
+        f"commit {host['commit']}; server: {result['server']['workers']} uvicorn workers"
+        f" under gunicorn ({result['server']['threads']} threads each for blocking work),"
+        f" auth {_on(result['server'].get('auth'))},"
+        f" group commit {result['server'].get('group_commit', 'on')}"
+        f" ({result['server'].get('flushers', '?')} flusher per worker);"
         f" {result['sizes']['duration_s']} s per step.",
         "",
         "| step | clients | req/s | readings/s | p50 ms | p95 ms | p99 ms | max ms "
