@@ -27,7 +27,7 @@ import click
 import falcon.asgi
 import psycopg
 from attrs import frozen
-from psycopg_pool import ConnectionPool
+from psycopg_pool import AsyncConnectionPool, ConnectionPool
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -60,7 +60,7 @@ from queries.credentials import CachedCredentials, RevocationListener, StoredCre
 from queries.credentials import find as find_credential
 from queries.credentials import tokens as list_tokens
 from queries.ledger import checkpoints as ledger_checkpoints
-from queries.pool import ReadPool
+from queries.pool import AsyncReadPool, ReadPool
 from queries.projection_status import PROJECTOR_APPLICATION, projector_sessions, statuses
 from web.app import create_app
 from web.bodies import MAX_DEPTH
@@ -265,12 +265,17 @@ def open_pool(
         max_size=size,
         timeout=5.0,
         name=name,
-        kwargs={
-            "options": settings.session_options(settings.api_role),
-            "application_name": f"energy-{name}",
-        },
+        kwargs=_session_kwargs(settings, name),
         open=True,
     )
+
+
+def _session_kwargs(settings: Settings, name: str) -> dict[str, Any]:
+    """Connection settings of every API session: the API's role, the statement timeout."""
+    return {
+        "options": settings.session_options(settings.api_role),
+        "application_name": f"energy-{name}",
+    }
 
 
 def readiness_probe(pool: ConnectionPool[Any]) -> Readiness:
@@ -299,17 +304,20 @@ _CLOSE_AT_EXIT: list[Callable[[], None]] = []  # before the pools: group commits
 
 
 class Lifespan:
-    """ASGI lifespan of one worker: its thread pool for blocking work (reads, the rarer
-    writes) at startup; at shutdown, queued group commits flushed and the pools closed."""
+    """ASGI lifespan of one worker: at startup its thread pool for blocking work (reads, the
+    rarer writes) and its asynchronous read connections, opened in the worker's own event
+    loop; at shutdown, queued group commits flushed and every pool closed."""
 
-    def __init__(self, threads: int) -> None:
-        self._threads = threads
+    def __init__(self, threads: int, async_reads: AsyncReadPool) -> None:
+        self._threads, self._async_reads = threads, async_reads
 
     async def process_startup(self, scope: object, event: object) -> None:
         executor = ThreadPoolExecutor(self._threads, thread_name_prefix="api")
         asyncio.get_running_loop().set_default_executor(executor)
+        await self._async_reads.open()
 
     async def process_shutdown(self, scope: object, event: object) -> None:
+        await self._async_reads.close()
         await asyncio.to_thread(_close_pools)
 
 
@@ -326,6 +334,17 @@ def asgi() -> falcon.asgi.App:
         settings, name="api-read", size=settings.read_pool_size, url=settings.read_database_url
     )
     _OPEN_POOLS.extend((pool, reads))
+    async_reads = AsyncReadPool(
+        AsyncConnectionPool(
+            settings.read_database_url or settings.require_database_url(),
+            min_size=1,
+            max_size=settings.read_pool_size,
+            timeout=5.0,
+            name="api-read-async",
+            kwargs=_session_kwargs(settings, "api-read-async"),
+            open=False,
+        )
+    )
     credentials = Credentials(pool, key)
 
     def lookup(token_id: str) -> StoredCredential | None:
@@ -373,9 +392,10 @@ def asgi() -> falcon.asgi.App:
             max_json_depth=settings.max_json_depth,
         ),
         credentials=credentials,
+        async_reads=async_reads,
     )
     app = create_app(deps)
-    app.add_middleware(Lifespan(settings.threads))
+    app.add_middleware(Lifespan(settings.threads, async_reads))
     return app
 
 

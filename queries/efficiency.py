@@ -56,12 +56,26 @@ def vehicle_efficiency(
     conn: psycopg.Connection[Any], vehicle_id: str, window: Window
 ) -> Efficiency | None:
     """The answer for ``vehicle_id`` over ``window``; ``None`` for a vehicle never seen."""
+    cursor = conn.cursor(row_factory=tuple_row)
+    row = cursor.execute(EFFICIENCY, _parameters(vehicle_id, window)).fetchone()
+    return _answer(vehicle_id, window, row)
+
+
+async def vehicle_efficiency_async(
+    conn: psycopg.AsyncConnection[Any], vehicle_id: str, window: Window
+) -> Efficiency | None:
+    """``vehicle_efficiency`` over an asynchronous connection."""
+    cursor = conn.cursor(row_factory=tuple_row)
+    await cursor.execute(EFFICIENCY, _parameters(vehicle_id, window))
+    return _answer(vehicle_id, window, await cursor.fetchone())
+
+
+def _parameters(vehicle_id: str, window: Window) -> dict[str, Any]:
     lo, hi = window.half_open()
-    row = (
-        conn.cursor(row_factory=tuple_row)
-        .execute(EFFICIENCY, {"vehicle_id": vehicle_id, "lo": lo, "hi": hi})
-        .fetchone()
-    )
+    return {"vehicle_id": vehicle_id, "lo": lo, "hi": hi}
+
+
+def _answer(vehicle_id: str, window: Window, row: tuple[Any, ...] | None) -> Efficiency | None:
     assert row is not None  # the function's aggregates always yield one row
     known, dc_kwh, temp_sum, dc_readings, meter_ids, ac_kwh, ac_readings = row
     if not known:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import falcon
 from attrs import frozen
 
 from domain.credentials import Action
-from domain.efficiency import DEFAULT_WINDOW, above_one, below_threshold
+from domain.efficiency import DEFAULT_WINDOW, Window, above_one, below_threshold
 from queries import efficiency
+from queries.checkpoints import Consistency
 from web.consistency import PARAMETER, await_position, requested_position, with_consistency
 from web.context import Dependencies
-from web.offload import threaded
 from web.params import Params, check_device_id, read_window
 from web.problems import not_found
 from web.representation import json_bytes, plain
@@ -23,8 +25,11 @@ class Flags:
     low_threshold: float
 
 
-@threaded
 class PerformanceResource:
+    """Answered on the event loop when the app has asynchronous read connections (the
+    dashboards' hottest read: no hand-off to a pool thread and back), in a pool thread
+    otherwise and whenever the read waits for a position."""
+
     AUTH = {"GET": Action.READ}
 
     ALLOWED = ("from", "to", "window", PARAMETER)
@@ -32,7 +37,7 @@ class PerformanceResource:
     def __init__(self, deps: Dependencies) -> None:
         self._deps = deps
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response, vehicle_id: str) -> None:
+    async def on_get(self, req: falcon.Request, resp: falcon.Response, vehicle_id: str) -> None:
         deps = self._deps
         check_device_id("vehicleId", vehicle_id)
         params = Params(req, self.ALLOWED)
@@ -41,9 +46,12 @@ class PerformanceResource:
         )
         position = requested_position(req, params)
         params.done()
-        consistency = await_position(deps.reads, efficiency.READS, position, deps.read.max_wait)
-        with deps.reads.connection() as conn:
-            answer = efficiency.vehicle_efficiency(conn, vehicle_id, window)
+        if deps.async_reads is None or position is not None:
+            consistency, answer = await asyncio.to_thread(self._read, vehicle_id, window, position)
+        else:
+            consistency = None
+            async with deps.async_reads.connection() as conn:
+                answer = await efficiency.vehicle_efficiency_async(conn, vehicle_id, window)
         if answer is None:
             raise not_found("vehicle", vehicle_id, consistency)
         threshold = deps.read.low_threshold
@@ -56,3 +64,11 @@ class PerformanceResource:
             )
         )
         resp.data = json_bytes(with_consistency(performance, consistency))
+
+    def _read(
+        self, vehicle_id: str, window: Window, position: int | None
+    ) -> tuple[Consistency | None, efficiency.Efficiency | None]:
+        deps = self._deps
+        consistency = await_position(deps.reads, efficiency.READS, position, deps.read.max_wait)
+        with deps.reads.connection() as conn:
+            return consistency, efficiency.vehicle_efficiency(conn, vehicle_id, window)

@@ -15,7 +15,7 @@ from commands.outcomes import Appender, Clock
 from domain.efficiency import DEFAULT_LOW_THRESHOLD
 from domain.rules import TimeRules
 from queries.credentials import StoredCredential
-from queries.pool import ReadPool
+from queries.pool import AsyncReadPool, ReadPool
 from web.bodies import MAX_DEPTH
 
 REQUEST_ID = "X-Request-Id"
@@ -76,6 +76,9 @@ class Dependencies:
     projections: tuple[str, ...] = ()  # the projections this deployment runs, by name
     security: Security = Security()
     credentials: Credentials | None = None  # token management
+    # Where configured, the hottest reads (analytics) are answered on the event loop over
+    # these connections instead of in a pool thread.
+    async_reads: AsyncReadPool | None = None
 
 
 def request_metadata(req: falcon.Request) -> dict[str, Any]:

@@ -15,9 +15,11 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 import pytest
 
 from tests.ids import fresh_id
+from tests.projection_runs import project_through
 
 
 def free_port() -> int:
@@ -27,6 +29,7 @@ def free_port() -> int:
 
 
 TOKEN: dict[str, str] = {}  # the operator token the server fixture creates
+DATABASE: dict[str, str] = {}  # and the database it serves
 
 
 def request(
@@ -49,6 +52,7 @@ def request(
 @pytest.fixture(scope="module")
 def server(databases: Any) -> Iterator[str]:
     url = databases.create()
+    DATABASE["url"] = url
     port = free_port()
     env = {
         **os.environ,
@@ -118,6 +122,61 @@ def test_the_original_api_calls_work_over_http(server: str) -> None:
     status, body = request(f"{server}/v1/mappings", {"vehicleId": vehicle_id, "meterId": meter_id})
     assert (status, body["status"]) == (202, "accepted")
     assert request(f"{server}/health") == (200, {"status": "ok"})
+
+
+def test_analytics_over_http_answer_from_the_projections_on_either_path(server: str) -> None:
+    # Without a position the worker answers on its event loop (asynchronous connections);
+    # with one it waits in a pool thread: both must give the same figures.
+    end = int(datetime.now(UTC).timestamp()) // 60 * 60 - 60
+    meter_id, vehicle_id = fresh_id("M"), fresh_id("V")
+    posted = [
+        {"meterId": meter_id, "kwhConsumedAc": 1.0, "voltage": 230.0, "timestamp": end - 60},
+        {"meterId": meter_id, "kwhConsumedAc": 2.5, "voltage": 231.0, "timestamp": end},
+        {
+            "vehicleId": vehicle_id,
+            "soc": 50,
+            "kwhDeliveredDc": 0.9,
+            "batteryTemp": 20.0,
+            "timestamp": end - 60,
+        },
+        {
+            "vehicleId": vehicle_id,
+            "soc": 52,
+            "kwhDeliveredDc": 2.0,
+            "batteryTemp": 30.0,
+            "timestamp": end,
+        },
+        {
+            "vehicleId": vehicle_id,
+            "soc": 53,
+            "kwhDeliveredDc": 5.0,
+            "batteryTemp": 90.0,
+            "timestamp": end + 30,
+        },  # after the window: not counted
+    ]
+    status, body = request(f"{server}/v1/ingest", posted)
+    assert status == 202, body
+    status, mapped = request(
+        f"{server}/v1/mappings", {"vehicleId": vehicle_id, "meterId": meter_id}
+    )
+    assert status == 202, mapped
+    with psycopg.connect(DATABASE["url"], autocommit=True) as conn:
+        project_through(conn, mapped["position"])
+
+    path = f"{server}/v1/analytics/performance/{vehicle_id}?to={end}"
+    status, on_the_loop = request(path)
+    assert status == 200, on_the_loop
+    assert on_the_loop["meterIds"] == [meter_id]
+    assert on_the_loop["dcKwh"] == pytest.approx(0.9 + 2.0)
+    assert on_the_loop["acKwh"] == pytest.approx(1.0 + 2.5)
+    assert on_the_loop["efficiency"] == pytest.approx((0.9 + 2.0) / (1.0 + 2.5))
+    assert on_the_loop["avgBatteryTemp"] == pytest.approx(25.0)
+    assert (on_the_loop["vehicleReadings"], on_the_loop["meterReadings"]) == (2, 2)
+    status, in_a_thread = request(f"{path}&minPosition={mapped['position']}")
+    assert status == 200, in_a_thread
+    assert in_a_thread.pop("consistency")["reached"] is True
+    assert in_a_thread == on_the_loop
+    assert request(f"{server}/v1/analytics/performance/{fresh_id('V')}")[0] == 404
 
 
 def test_many_clients_posting_the_same_reading_at_once_store_it_once(server: str) -> None:
