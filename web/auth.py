@@ -134,8 +134,7 @@ class AuthMiddleware:
     def _admissible(self, req: falcon.Request, action: Action | None) -> Principal | None:
         """The principal when its credential is cached and it may do ``action``; ``None``
         when that takes the database or ends in a refusal."""
-        scheme, _, token = (req.get_header("Authorization") or "").partition(" ")
-        parsed = parse_token(token.strip()) if scheme.lower() == "bearer" else None
+        parsed = _bearer(req)
         if parsed is None or action is None:
             return None
         token_id, secret = parsed
@@ -166,11 +165,9 @@ class AuthMiddleware:
         req.context.principal = principal
 
     def _authenticate(self, req: falcon.Request) -> Principal:
-        header = req.get_header("Authorization")
-        if header is None:
+        if req.get_header("Authorization") is None:
             self._refuse(req, 401, "no credentials")
-        scheme, _, token = (header or "").partition(" ")
-        parsed = parse_token(token.strip()) if scheme.lower() == "bearer" else None
+        parsed = _bearer(req)
         if parsed is None:
             self._refuse(req, 401, "malformed credentials")
         assert parsed is not None
@@ -203,6 +200,12 @@ class AuthMiddleware:
                 headers={"WWW-Authenticate": 'Bearer realm="energy"'},
             )
         raise Problem(403, "forbidden", "Forbidden", f"Not allowed: {reason}.")
+
+
+def _bearer(req: falcon.Request) -> tuple[str, str] | None:
+    """``(token id, secret)`` of the request's bearer token, ``None`` when it has none."""
+    scheme, _, token = (req.get_header("Authorization") or "").partition(" ")
+    return parse_token(token.strip()) if scheme.lower() == "bearer" else None
 
 
 def _principal(token_id: str, stored: StoredCredential) -> Principal:

@@ -49,6 +49,13 @@ async def read_body(req: falcon.asgi.Request, limit: int) -> bytes:
     return data
 
 
+async def json_body(req: falcon.asgi.Request, *, max_bytes: int, max_depth: int) -> object:
+    """The request's JSON body: 415 for another media type, 413 beyond ``max_bytes``, 400
+    when it is not JSON, 422 when it nests deeper than ``max_depth``."""
+    media_type(req, {JSON})
+    return parse_json(await read_body(req, max_bytes), max_depth)
+
+
 def _too_large(limit: int) -> Problem:
     return Problem(
         413, "too-large", "Content Too Large", f"The body is larger than the {limit} byte limit."

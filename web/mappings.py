@@ -8,7 +8,7 @@ import falcon.asgi
 
 from commands.mapping import create_mapping
 from domain.credentials import Action
-from web.bodies import JSON, media_type, parse_json, read_body
+from web.bodies import json_body
 from web.context import Dependencies, request_metadata
 from web.ingest import single_answer
 
@@ -20,12 +20,14 @@ class MappingsResource:
         self._deps = deps
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        media_type(req, {JSON})
-        data = await read_body(req, self._deps.limits.max_body_bytes)
-        await asyncio.to_thread(self._post, req, resp, data)
+        body = await json_body(
+            req,
+            max_bytes=self._deps.limits.max_body_bytes,
+            max_depth=self._deps.security.max_json_depth,
+        )
+        await asyncio.to_thread(self._post, req, resp, body)
 
-    def _post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, data: bytes) -> None:
-        body = parse_json(data, self._deps.security.max_json_depth)
+    def _post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, body: object) -> None:
         outcome, _ = create_mapping(
             body,
             store=self._deps.store,

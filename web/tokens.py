@@ -13,7 +13,7 @@ from commands.payloads import Invalid
 from domain.credentials import Action
 from queries.credentials import tokens
 from web.auth import principal_of
-from web.bodies import JSON, media_type, parse_json, read_body
+from web.bodies import json_body
 from web.context import Dependencies
 from web.offload import threaded
 from web.params import Params
@@ -41,12 +41,14 @@ class TokensResource:
         resp.data = json_bytes({"tokens": plain(found)})
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        media_type(req, {JSON})
-        data = await read_body(req, self._deps.limits.max_body_bytes)
-        await asyncio.to_thread(self._post, req, resp, data)
+        body = await json_body(
+            req,
+            max_bytes=self._deps.limits.max_body_bytes,
+            max_depth=self._deps.security.max_json_depth,
+        )
+        await asyncio.to_thread(self._post, req, resp, body)
 
-    def _post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, data: bytes) -> None:
-        body = parse_json(data, self._deps.security.max_json_depth)
+    def _post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, body: object) -> None:
         credentials = self._deps.credentials
         assert credentials is not None  # wired whenever the API runs
         try:
