@@ -158,8 +158,8 @@ class Settings:
     def from_env(cls) -> Settings:
         cpus = os.cpu_count() or 1
         # Each worker's event loop hands blocking work (reads, the rarer writes, large
-        # batches) to a pool of this many threads; they share 8 database connections per
-        # pool, so more threads mostly wait (README, "Worker model").
+        # batches) to a pool of this many threads; they share the database pools below, so
+        # more threads mostly wait (README, "Worker model").
         threads = _env_int("ENERGY_THREADS", 16)
         data_dir = Path(os.environ.get("ENERGY_DATA_DIR", ".energy"))
         return cls(
@@ -258,23 +258,23 @@ def open_pool(
 ) -> ConnectionPool[Any]:
     """A pool of API sessions: acting as the API's database role (ENERGY_API_ROLE), giving
     up on any statement after the configured timeout."""
-    size = size or settings.pool_size
-    return ConnectionPool(
-        url or settings.require_database_url(),
-        min_size=1,
-        max_size=size,
-        timeout=5.0,
-        name=name,
-        kwargs=_session_kwargs(settings, name),
-        open=True,
-    )
+    return ConnectionPool(**_pool_arguments(settings, name=name, size=size, url=url), open=True)
 
 
-def _session_kwargs(settings: Settings, name: str) -> dict[str, Any]:
-    """Connection settings of every API session: the API's role, the statement timeout."""
+def _pool_arguments(
+    settings: Settings, *, name: str, size: int | None, url: str | None
+) -> dict[str, Any]:
+    """What every pool of API sessions is made with, synchronous or not."""
     return {
-        "options": settings.session_options(settings.api_role),
-        "application_name": f"energy-{name}",
+        "conninfo": url or settings.require_database_url(),
+        "min_size": 1,
+        "max_size": size or settings.pool_size,
+        "timeout": 5.0,
+        "name": name,
+        "kwargs": {
+            "options": settings.session_options(settings.api_role),
+            "application_name": f"energy-{name}",
+        },
     }
 
 
@@ -334,14 +334,15 @@ def asgi() -> falcon.asgi.App:
         settings, name="api-read", size=settings.read_pool_size, url=settings.read_database_url
     )
     _OPEN_POOLS.extend((pool, reads))
+    # Opened in the worker's event loop, at its lifespan startup (see Lifespan).
     async_reads = AsyncReadPool(
         AsyncConnectionPool(
-            settings.read_database_url or settings.require_database_url(),
-            min_size=1,
-            max_size=settings.read_pool_size,
-            timeout=5.0,
-            name="api-read-async",
-            kwargs=_session_kwargs(settings, "api-read-async"),
+            **_pool_arguments(
+                settings,
+                name="api-read-async",
+                size=settings.read_pool_size,
+                url=settings.read_database_url,
+            ),
             open=False,
         )
     )

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from commands.outcomes import Appender, Clock, Outcome
-from commands.payloads import Invalid, reading_command, wire_errors
+from commands.payloads import Invalid, WireError, reading_command, wire_errors
 from domain.events import EVENT_TYPES, UPCASTERS
 from domain.readings import (
     Reading,
@@ -46,6 +46,13 @@ class Decided:
         self._slots: list[int] = []
         self.events: list[NewEvent] = []
 
+    def reject(self, index: int, errors: list[WireError]) -> None:
+        self._outcomes[index] = Outcome.rejected(errors)
+
+    def accept(self, index: int, event: NewEvent) -> None:
+        self._slots.append(index)
+        self.events.append(event)
+
     def settle(self, appended: Sequence[Appended]) -> list[Outcome]:
         """One outcome per item, in order, given the store's answers for ``events``."""
         for index, answer in zip(self._slots, appended, strict=True):
@@ -67,13 +74,12 @@ def decide(
             else:
                 event = record_vehicle_reading(command, now=now, rules=rules)
         except Invalid as exc:
-            decided._outcomes[index] = Outcome.rejected(exc.errors)
+            decided.reject(index, exc.errors)
             continue
         except Rejected as exc:
-            decided._outcomes[index] = Outcome.rejected(wire_errors(exc.errors))
+            decided.reject(index, wire_errors(exc.errors))
             continue
-        decided.events.append(reading_record(event, metadata=metadata, received_at=now))
-        decided._slots.append(index)
+        decided.accept(index, reading_record(event, metadata=metadata, received_at=now))
     return decided
 
 

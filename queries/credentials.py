@@ -105,11 +105,9 @@ class CachedCredentials:
         self._trusted = False
 
     def __call__(self, token_id: str) -> StoredCredential | None:
+        if (held := self.cached(token_id)) is not None:
+            return held
         now = self._clock()
-        with self._lock:
-            entry = self._entries.get(token_id) if self._trusted else None
-        if entry is not None and now - entry[1] < self._ttl:
-            return entry[0]
         found = self._lookup(token_id)
         with self._lock:
             if found is not None and found.revoked_at is None and self._trusted:
