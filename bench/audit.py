@@ -185,14 +185,8 @@ def cli(
 ) -> None:
     """Time the ledger build, events verify and projection rebuilds; write audit.json/.md."""
 
-    def go(url: str) -> dict[str, Any]:
-        return run_benchmark(url, batch_size=batch_size, each=not no_each, echo=click.echo)
-
-    if database_url is not None:
-        result = go(database_url)
-    else:
-        with seeded_database(admin_dsn, devices, readings) as url:
-            result = go(url)
+    with seeded_database(admin_dsn, devices, readings, given=database_url) as url:
+        result = run_benchmark(url, batch_size=batch_size, each=not no_each, echo=click.echo)
     as_json, _ = write_results(result, out, "audit", markdown)
     click.echo(f"wrote {as_json}")
     if not result["verify"]["ok"] or not result["rebuild_all"]["all_switched"]:

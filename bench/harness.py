@@ -228,9 +228,15 @@ def write_results(
 
 
 @contextmanager
-def seeded_database(admin_dsn: str, devices: int, readings: int) -> Iterator[str]:
-    """A fresh database with ``devices`` (half meters) x ``readings`` (60 s apart) seeded
-    and every projection caught up; dropped afterwards."""
+def seeded_database(
+    admin_dsn: str, devices: int, readings: int, given: str | None = None
+) -> Iterator[str]:
+    """``given`` when there is one (a caught-up database the caller names, kept), else a
+    fresh database with ``devices`` (half meters) x ``readings`` (60 s apart) seeded and
+    every projection caught up, dropped afterwards."""
+    if given is not None:
+        yield given
+        return
     with fresh_database(admin_dsn) as url:
         seed.seed(
             url,

@@ -190,11 +190,8 @@ def cli(
     out: Path,
 ) -> None:
     """Time the read API over HTTP; write reads.json/.md."""
-    if database_url is not None:
-        result = run_benchmark(database_url, seconds=seconds, workers=workers, echo=click.echo)
-    else:
-        with seeded_database(admin_dsn, devices, readings) as url:
-            result = run_benchmark(url, seconds=seconds, workers=workers, echo=click.echo)
+    with seeded_database(admin_dsn, devices, readings, given=database_url) as url:
+        result = run_benchmark(url, seconds=seconds, workers=workers, echo=click.echo)
     as_json, _ = write_results(result, out, "reads", markdown)
     click.echo(f"wrote {as_json}")
     bad = {k: v for k, f in result["steps"].items() for k, v in f["statuses"].items() if k != "200"}

@@ -13,10 +13,10 @@ import psycopg
 import pytest
 from psycopg_pool import ConnectionPool
 
-from eventstore import AppendStatus, NewEvent, StoreUnavailable
+from eventstore import AppendStatus, StoreUnavailable
 from eventstore.group_commit import GroupCommitStore
 from tests.ids import fresh_id
-from tests.integration.test_eventstore import NOW, new_event
+from tests.integration.test_eventstore import new_event
 
 TRANSACTIONS = """
 SELECT count(DISTINCT transaction_id), count(*) FROM events WHERE stream_id LIKE %(prefix)s
@@ -97,16 +97,7 @@ def test_a_caller_whose_events_the_database_refuses_fails_alone(
 
     def call(n: int) -> Any:
         if n == 5:  # a payload no jsonb column can hold
-            bad = NewEvent(
-                event_id=uuid.uuid4(),
-                stream_id=f"{prefix}-bad",
-                event_type="Tested",
-                schema_version=1,
-                payload={"text": "\x00"},
-                metadata={},
-                received_at=NOW,
-            )
-            return store.append([bad])
+            return store.append([new_event(f"{prefix}-bad", {"text": "\x00"})])
         return store.append([new_event(f"{prefix}-{n}", {"n": n})])
 
     results = concurrently(16, call)
@@ -161,15 +152,7 @@ def test_coroutines_on_one_event_loop_share_commits_and_each_gets_its_own_answer
 def test_a_coroutine_whose_events_the_database_refuses_gets_the_error(
     store: GroupCommitStore,
 ) -> None:
-    bad = NewEvent(
-        event_id=uuid.uuid4(),
-        stream_id=fresh_id("gc"),
-        event_type="Tested",
-        schema_version=1,
-        payload={"text": "\x00"},
-        metadata={},
-        received_at=NOW,
-    )
+    bad = new_event(fresh_id("gc"), {"text": "\x00"})  # a payload no jsonb column can hold
     with pytest.raises(psycopg.Error):
         asyncio.run(store.append_async([bad]))
     # The flusher is still there for the next caller.
