@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections.abc import Iterator
 from typing import Any
 
@@ -9,6 +12,16 @@ import pytest
 from psycopg_pool import ConnectionPool
 
 from tests.databases import Databases, server
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # `energy up` keeps keys in the checkout's .energy: the tests, and every process they
+    # start, look in a data directory of their own, so a developer's keys never count.
+    os.environ["ENERGY_DATA_DIR"] = tempfile.mkdtemp(prefix="energy-tests-")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(os.environ.pop("ENERGY_DATA_DIR", ""), ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
