@@ -12,8 +12,7 @@ from domain.events import EVENT_TYPES, UPCASTERS
 from domain.readings import (
     Reading,
     RecordMeterReading,
-    reading_event_id,
-    reading_stream,
+    reading_identity,
     record_meter_reading,
     record_vehicle_reading,
 )
@@ -26,10 +25,11 @@ CODEC = Codec(EVENT_TYPES, UPCASTERS)
 def reading_record(event: Reading, *, metadata: dict[str, Any], received_at: datetime) -> NewEvent:
     """A reading as the log stores it: its id derived from its content (a repeat is a
     duplicate), its stream its device's."""
+    event_id, stream_id = reading_identity(event)
     return CODEC.encode(
         event,
-        event_id=reading_event_id(event),
-        stream_id=reading_stream(event),
+        event_id=event_id,
+        stream_id=stream_id,
         metadata=metadata,
         received_at=received_at,
     )

@@ -143,14 +143,34 @@ def reading_key(event: Reading) -> tuple[str, str, int]:
     return ("vehicle", event.vehicle_id, epoch_micros(event.timestamp))
 
 
+def _uuid5(name: str) -> uuid.UUID:
+    """``uuid.uuid5(EVENT_NAMESPACE, name)``, built without ``UUID.__init__``'s argument
+    checks (half the cost of an event id): the value is a valid version-5 UUID by
+    construction. ``UUID`` keeps its state in the slots ``int`` and ``is_safe``, which is
+    how ``copy`` and ``pickle`` rebuild one too."""
+    digest = _NAMESPACE_SHA1.copy()
+    digest.update(name.encode())
+    event_id = _new_uuid(uuid.UUID)
+    _set_slot(event_id, "int", int.from_bytes(digest.digest()[:16]) & _UUID5_KEEP | _UUID5_SET)
+    _set_slot(event_id, "is_safe", uuid.SafeUUID.unknown)
+    return event_id
+
+
+_new_uuid = object.__new__
+_set_slot = object.__setattr__
+
+
+def reading_identity(event: Reading) -> tuple[uuid.UUID, str]:
+    """``(reading_event_id(event), reading_stream(event))``, the natural key taken once."""
+    kind, device, micros = reading_key(event)
+    return _uuid5(f"{kind}/{device}/{micros}"), f"{kind}-{device}"
+
+
 def reading_event_id(event: Reading) -> uuid.UUID:
     """A pure function of the natural key, so a device's retry maps onto the stored event:
     ``uuid.uuid5(EVENT_NAMESPACE, "kind/device/micros")``, with the namespace hashed once."""
     kind, device, micros = reading_key(event)
-    digest = _NAMESPACE_SHA1.copy()
-    digest.update(f"{kind}/{device}/{micros}".encode())
-    value = int.from_bytes(digest.digest()[:16])
-    return uuid.UUID(int=value & _UUID5_KEEP | _UUID5_SET)
+    return _uuid5(f"{kind}/{device}/{micros}")
 
 
 def reading_stream(event: Reading) -> str:

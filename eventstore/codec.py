@@ -59,9 +59,12 @@ class Codec:
         self._classes = {name: (cls, version) for cls, (name, version) in types.items()}
         self._upcasters = dict(upcasters or {})
         self._converter = _payload_converter(types)
+        # Each class's generated function, called directly: the converter's dispatch on
+        # every call was half the cost of a payload.
+        self._unstructure = {cls: self._converter.get_unstructure_hook(cls) for cls in types}
 
     def payload(self, event: object) -> dict[str, Any]:
-        result: dict[str, Any] = self._converter.unstructure(event)
+        result: dict[str, Any] = self._unstructure[type(event)](event)
         return result
 
     def encode(

@@ -11,6 +11,7 @@ import asyncio
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -31,6 +32,11 @@ from eventstore.records import (
 # The events travel as one JSON document (one parameter, one orjson call) and are unpacked
 # by the server: binding seven arrays cost psycopg more Python per request than all the
 # rest of an append (measured: type detection per array, and per element in text arrays).
+# The document is positional, ``{"c": [[metadata, received_at], ...], "e": [[event_id,
+# stream_id, event_type, schema_version, payload, context], ...]}``: the events of one
+# request share their metadata and received time, which travel once, as a context the
+# events name by index. Half the bytes of an array of objects, and a fifth less server
+# time per event (measured: the server parsing the document was most of an append's cost).
 # One statement, one round trip: insert what is new and, in the same statement, return
 # the stored position, version and payload of every id that was there already (the second
 # half reads the statement's snapshot: the rows inserted by the first half are not in it).
@@ -40,20 +46,20 @@ from eventstore.records import (
 # of 16 µs of server time per event after 200,000 events; planning each batch afresh also
 # gave single-reading ingest 10 % more requests/s than the prepared statement).
 APPEND = """
-WITH input AS (
-    SELECT *
-    FROM ROWS FROM (
-        jsonb_to_recordset(%(events)s::jsonb) AS (
-            event_id uuid, stream_id text, event_type text, schema_version int2,
-            payload jsonb, metadata jsonb, received_at timestamptz
-        )
-    ) WITH ORDINALITY AS e(event_id, stream_id, event_type, schema_version, payload,
-                           metadata, received_at, n)
+WITH document AS (
+    SELECT %(events)s::jsonb AS d
+), contexts AS (
+    SELECT (k - 1)::int AS k, c->0 AS metadata, (c->>1)::timestamptz AS received_at
+    FROM document, jsonb_array_elements(d->'c') WITH ORDINALITY AS c(c, k)
+), input AS (
+    SELECT (x->>0)::uuid AS event_id, x->>1 AS stream_id, x->>2 AS event_type,
+           (x->>3)::int2 AS schema_version, x->4 AS payload, (x->>5)::int AS k, n
+    FROM document, jsonb_array_elements(d->'e') WITH ORDINALITY AS e(x, n)
 ), inserted AS (
     INSERT INTO events
         (event_id, stream_id, event_type, schema_version, payload, metadata, received_at)
     SELECT event_id, stream_id, event_type, schema_version, payload, metadata, received_at
-    FROM input
+    FROM input JOIN contexts USING (k)
     ORDER BY n
     ON CONFLICT (event_id) DO NOTHING
     RETURNING event_id, position
@@ -167,6 +173,26 @@ def _row_to_event(row: tuple[Any, ...]) -> StoredEvent:
 Upcast = Callable[[str, int, dict[str, Any]], dict[str, Any]]
 
 
+def _document(events: Sequence[NewEvent]) -> dict[str, list[list[Any]]]:
+    """``events`` in the positional form ``APPEND`` unpacks: each distinct (metadata,
+    received time) once, as a context, and each event naming its context by index."""
+    # By identity: the events of one request share one metadata object and one moment,
+    # so each request is one context, its moment formatted once. (Equal metadata held in
+    # two objects makes two equal contexts, which is only a few bytes more.)
+    contexts: dict[tuple[int, datetime], int] = {}
+    rows: list[list[Any]] = []
+    shared: list[list[Any]] = []
+    for e in events:
+        key = (id(e.metadata), e.received_at)
+        index = contexts.get(key)
+        if index is None:
+            index = contexts[key] = len(shared)
+            shared.append([e.metadata, e.received_at.isoformat()])
+        # orjson writes the UUID itself (the canonical text, a tenth of ``str``'s cost).
+        rows.append([e.event_id, e.stream_id, e.event_type, e.schema_version, e.payload, index])
+    return {"c": shared, "e": rows}
+
+
 def append_events(
     conn: psycopg.Connection[Any], events: Sequence[NewEvent], upcast: Upcast | None = None
 ) -> list[Appended]:
@@ -180,24 +206,7 @@ def append_events(
     """
     if not events:
         return []
-    # The events of one request share their received time: each moment is formatted once.
-    moments = {e.received_at: "" for e in events}
-    for moment in moments:
-        moments[moment] = moment.isoformat()
-    document = orjson.dumps(
-        [
-            {
-                "event_id": str(e.event_id),
-                "stream_id": e.stream_id,
-                "event_type": e.event_type,
-                "schema_version": e.schema_version,
-                "payload": e.payload,
-                "metadata": e.metadata,
-                "received_at": moments[e.received_at],
-            }
-            for e in events
-        ]
-    ).decode()
+    document = orjson.dumps(_document(events)).decode()
     params = {"events": document}
     cursor = conn.cursor(row_factory=tuple_row)
     inserted: dict[uuid.UUID, int] = {}

@@ -67,6 +67,8 @@ MAX_DEPTH = 8  # a batch of readings is 2 levels deep; anything far deeper is no
 
 def depth(value: object) -> int:
     """How deeply arrays and objects nest in ``value`` (a scalar is 0)."""
+    if type(value) is list and value and _flat_objects(value):
+        return 2  # a batch of flat readings, told in one pass without a work list
     deepest, pending = 0, [(value, 1)]
     while pending:
         current, level = pending.pop()
@@ -80,6 +82,15 @@ def depth(value: object) -> int:
         # Only containers are visited: a batch of flat readings costs one pass over them.
         pending.extend((child, level + 1) for child in children if type(child) in (dict, list))
     return deepest
+
+
+def _flat_objects(items: list[object]) -> bool:
+    """Whether every item is an object whose values are all scalars."""
+    return all(type(item) is dict for item in items) and not any(
+        type(child) is dict or type(child) is list
+        for item in items
+        for child in item.values()  # type: ignore[attr-defined]
+    )
 
 
 def parse_json(data: bytes, max_depth: int = MAX_DEPTH) -> object:

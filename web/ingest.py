@@ -44,10 +44,13 @@ def devices_named(items: list[object]) -> set[str]:
     return named
 
 
-def outcome_body(outcome: Outcome) -> dict[str, Any]:
-    body: dict[str, Any] = {"status": outcome.status.value}
+def outcome_body(outcome: Outcome, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The answer for one item, added to ``body`` (a batch item's ``{"index": i}``)."""
+    if body is None:
+        body = {}
+    body["status"] = outcome.status.value
     if outcome.event_id is not None:
-        body["eventId"] = str(outcome.event_id)
+        body["eventId"] = outcome.event_id  # orjson writes a UUID in its canonical form
         body["position"] = outcome.position
     if outcome.errors:
         body["errors"] = [{"field": e.field, "message": e.message} for e in outcome.errors]
@@ -154,6 +157,6 @@ class IngestResource:
                 "conflicts": counts[Status.CONFLICT],
                 "rejected": counts[Status.REJECTED],
                 "position": max(positions, default=None),
-                "items": [{"index": i, **outcome_body(o)} for i, o in enumerate(outcomes)],
+                "items": [outcome_body(o, {"index": i}) for i, o in enumerate(outcomes)],
             }
         )

@@ -69,6 +69,48 @@ def test_appended_events_are_read_back_with_every_field(pool: ConnectionPool[Any
     assert stored.transaction_id > 0
 
 
+def test_events_of_many_requests_in_one_append_keep_their_own_metadata_and_time(
+    pool: ConnectionPool[Any],
+) -> None:
+    # The group commit appends several requests' events together; each request's metadata
+    # and received time travel once in the document, and every event must get its own back.
+    store = EventStore(pool)
+    stream = fresh_id("stream")
+    first, second = {"requestId": "first"}, {"requestId": "second"}
+    equal_but_apart = {"requestId": "first"}
+    later = datetime(2026, 1, 1, 0, 0, 1, 250, tzinfo=UTC)
+    sent = [
+        (first, NOW, {"type": "Kept", "v": 2}),
+        (second, NOW, {"v": 3}),
+        (first, later, {"v": 4}),
+        (equal_but_apart, NOW, {"v": 5}),
+        ({}, later, {"v": 6}),
+        (first, NOW, {"v": 7}),
+    ]
+    events = [
+        NewEvent(
+            event_id=uuid.uuid4(),
+            stream_id=stream,
+            event_type=f"Tested{index}",
+            schema_version=index + 1,
+            payload=payload,
+            metadata=metadata,
+            received_at=moment,
+        )
+        for index, (metadata, moment, payload) in enumerate(sent)
+    ]
+    answers = store.append(events)
+
+    stored = store.read_stream(stream)
+    assert [e.position for e in stored] == [a.position for a in answers]
+    assert [(e.event_id, e.metadata, e.received_at, e.payload) for e in stored] == [
+        (e.event_id, e.metadata, e.received_at, e.payload) for e in events
+    ]
+    assert [(e.event_type, e.schema_version) for e in stored] == [
+        (f"Tested{index}", index + 1) for index in range(len(sent))
+    ]
+
+
 def test_an_event_sent_again_is_a_duplicate_and_is_not_stored_twice(
     pool: ConnectionPool[Any],
 ) -> None:

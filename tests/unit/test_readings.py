@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import pickle
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
@@ -17,6 +18,7 @@ from domain.readings import (
     RecordVehicleReading,
     VehicleReadingRecorded,
     reading_event_id,
+    reading_identity,
     reading_stream,
     record_meter_reading,
     record_vehicle_reading,
@@ -174,7 +176,18 @@ def test_event_ids_are_the_uuid5_of_kind_device_and_microseconds(
             (event.timestamp - datetime(1970, 1, 1, tzinfo=UTC)) / timedelta(microseconds=1)
         )
         expected = uuid.uuid5(EVENT_NAMESPACE, f"{kind}/{device}/{micros}")
-        assert reading_event_id(event) == expected
+        event_id = reading_event_id(event)
+        assert event_id == expected
+        # Built without UUID.__init__: it must behave as one built the usual way.
+        assert (str(event_id), hash(event_id), event_id.version) == (
+            str(expected),
+            hash(expected),
+            5,
+        )
+        assert event_id.variant == uuid.RFC_4122
+        assert event_id.is_safe is uuid.SafeUUID.unknown
+        assert pickle.loads(pickle.dumps(event_id)) == expected
+        assert reading_identity(event) == (expected, f"{kind}-{device}")
 
 
 def test_a_stored_reading_keeps_its_event_id_across_versions() -> None:
