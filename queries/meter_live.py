@@ -86,11 +86,20 @@ def _state(row: tuple[Any, ...], now: datetime) -> MeterState:
 
 def find(conn: psycopg.Connection[Any], meter_id: str, now: datetime) -> MeterState | None:
     """The meter's state; ``None`` when it never sent a reading nor was ever mapped."""
-    row = (
-        conn.cursor(row_factory=tuple_row)
-        .execute(FIND, {"meter_id": meter_id, "now": now})
-        .fetchone()
-    )
+    cursor = conn.cursor(row_factory=tuple_row)
+    return _found(cursor.execute(FIND, {"meter_id": meter_id, "now": now}).fetchone(), now)
+
+
+async def find_async(
+    conn: psycopg.AsyncConnection[Any], meter_id: str, now: datetime
+) -> MeterState | None:
+    """``find`` over an asynchronous connection."""
+    cursor = conn.cursor(row_factory=tuple_row)
+    await cursor.execute(FIND, {"meter_id": meter_id, "now": now})
+    return _found(await cursor.fetchone(), now)
+
+
+def _found(row: tuple[Any, ...] | None, now: datetime) -> MeterState | None:
     assert row is not None  # one row per looked-up id
     if row[5] is None and not row[8]:
         return None

@@ -111,11 +111,20 @@ def _state(row: tuple[Any, ...], now: datetime) -> VehicleState:
 
 def find(conn: psycopg.Connection[Any], vehicle_id: str, now: datetime) -> VehicleState | None:
     """The vehicle's state; ``None`` when it never sent a reading nor was ever mapped."""
-    row = (
-        conn.cursor(row_factory=tuple_row)
-        .execute(FIND, {"vehicle_id": vehicle_id, "now": now})
-        .fetchone()
-    )
+    cursor = conn.cursor(row_factory=tuple_row)
+    return _found(cursor.execute(FIND, {"vehicle_id": vehicle_id, "now": now}).fetchone(), now)
+
+
+async def find_async(
+    conn: psycopg.AsyncConnection[Any], vehicle_id: str, now: datetime
+) -> VehicleState | None:
+    """``find`` over an asynchronous connection."""
+    cursor = conn.cursor(row_factory=tuple_row)
+    await cursor.execute(FIND, {"vehicle_id": vehicle_id, "now": now})
+    return _found(await cursor.fetchone(), now)
+
+
+def _found(row: tuple[Any, ...] | None, now: datetime) -> VehicleState | None:
     assert row is not None  # one row per looked-up id
     ever_mapped = row[14]
     if row[7] is None and not ever_mapped:

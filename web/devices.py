@@ -7,7 +7,8 @@ as of the latest fleet refresh (``efficiencyBelow``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -52,7 +53,10 @@ def after_id(params: Params) -> str:
 
 
 class DeviceResource:
-    """One device's live state; ``kind`` names it in errors, ``find`` looks it up."""
+    """One device's live state; ``kind`` names it in errors, ``find`` looks it up (and
+    ``find_async`` over an asynchronous connection). Answered on the event loop when the
+    app has asynchronous read connections, as the analytics are; in a pool thread
+    otherwise and whenever the read waits for a position."""
 
     AUTH = {"GET": Action.READ}
 
@@ -62,40 +66,61 @@ class DeviceResource:
         *,
         kind: str,
         find: Callable[[psycopg.Connection[Any], str, datetime], object | None],
+        find_async: Callable[[psycopg.AsyncConnection[Any], str, datetime], Awaitable[object]],
         reads: Sequence[str],
     ) -> None:
-        self._deps, self._kind, self._find, self._reads = deps, kind, find, reads
+        self._deps, self._kind, self._reads = deps, kind, reads
+        self._find, self._find_async = find, find_async
 
-    def respond(self, req: falcon.Request, resp: falcon.Response, device_id: str) -> None:
+    async def respond(self, req: falcon.Request, resp: falcon.Response, device_id: str) -> None:
         deps = self._deps
         check_device_id(f"{self._kind}Id", device_id)
         params = Params(req, (PARAMETER,))
         position = requested_position(req, params)
         params.done()
-        consistency = await_position(deps.reads, self._reads, position, deps.read.max_wait)
-        with deps.reads.connection() as conn:
-            state = self._find(conn, device_id, deps.clock())
+        if deps.async_reads is None or position is not None:
+            consistency, state = await asyncio.to_thread(self._read, device_id, position)
+        else:
+            consistency = None
+            async with deps.async_reads.connection() as conn:
+                state = await self._find_async(conn, device_id, deps.clock())
         if state is None:
             raise not_found(self._kind, device_id, consistency)
         resp.data = json_bytes(with_consistency(plain(state), consistency))
 
+    def _read(self, device_id: str, position: int | None) -> tuple[Consistency | None, object]:
+        deps = self._deps
+        consistency = await_position(deps.reads, self._reads, position, deps.read.max_wait)
+        with deps.reads.connection() as conn:
+            return consistency, self._find(conn, device_id, deps.clock())
 
-@threaded
+
 class VehicleResource(DeviceResource):
     def __init__(self, deps: Dependencies) -> None:
-        super().__init__(deps, kind="vehicle", find=vehicle_live.find, reads=vehicle_live.READS)
+        super().__init__(
+            deps,
+            kind="vehicle",
+            find=vehicle_live.find,
+            find_async=vehicle_live.find_async,
+            reads=vehicle_live.READS,
+        )
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response, vehicle_id: str) -> None:
-        self.respond(req, resp, vehicle_id)
+    async def on_get(self, req: falcon.Request, resp: falcon.Response, vehicle_id: str) -> None:
+        await self.respond(req, resp, vehicle_id)
 
 
-@threaded
 class MeterResource(DeviceResource):
     def __init__(self, deps: Dependencies) -> None:
-        super().__init__(deps, kind="meter", find=meter_live.find, reads=meter_live.READS)
+        super().__init__(
+            deps,
+            kind="meter",
+            find=meter_live.find,
+            find_async=meter_live.find_async,
+            reads=meter_live.READS,
+        )
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response, meter_id: str) -> None:
-        self.respond(req, resp, meter_id)
+    async def on_get(self, req: falcon.Request, resp: falcon.Response, meter_id: str) -> None:
+        await self.respond(req, resp, meter_id)
 
 
 @threaded

@@ -179,6 +179,53 @@ def test_analytics_over_http_answer_from_the_projections_on_either_path(server: 
     assert request(f"{server}/v1/analytics/performance/{fresh_id('V')}")[0] == 404
 
 
+def test_live_state_over_http_answers_the_same_on_either_path(server: str) -> None:
+    # As the analytics: on the event loop without a position, in a pool thread with one.
+    at = int(datetime.now(UTC).timestamp()) // 60 * 60 - 120
+    meter_id, vehicle_id = fresh_id("M"), fresh_id("V")
+    posted = [
+        {"meterId": meter_id, "kwhConsumedAc": 1.5, "voltage": 229.5, "timestamp": at},
+        {
+            "vehicleId": vehicle_id,
+            "soc": 61.5,
+            "kwhDeliveredDc": 1.25,
+            "batteryTemp": 27.0,
+            "timestamp": at,
+        },
+    ]
+    status, body = request(f"{server}/v1/ingest", posted)
+    assert status == 202, body
+    status, mapped = request(
+        f"{server}/v1/mappings", {"vehicleId": vehicle_id, "meterId": meter_id}
+    )
+    assert status == 202, mapped
+    with psycopg.connect(DATABASE["url"], autocommit=True) as conn:
+        project_through(conn, mapped["position"])
+
+    for path, reading in (
+        (f"/v1/vehicles/{vehicle_id}", {"soc": 61.5, "kwhDeliveredDc": 1.25, "batteryTemp": 27.0}),
+        (f"/v1/meters/{meter_id}", {"kwhConsumedAc": 1.5, "voltage": 229.5}),
+    ):
+        status, on_the_loop = request(f"{server}{path}")
+        assert status == 200, on_the_loop
+        last = on_the_loop["lastReading"]
+        assert {key: last[key] for key in reading} == reading
+        assert datetime.fromisoformat(last["recordedAt"]).timestamp() == at
+        assert on_the_loop["ageSeconds"] >= 120
+        status, in_a_thread = request(f"{server}{path}?minPosition={mapped['position']}")
+        assert status == 200, in_a_thread
+        assert in_a_thread.pop("consistency")["reached"] is True
+        # The same answer, but for the reading's age, taken at each answer's own time.
+        assert in_a_thread.pop("ageSeconds") >= on_the_loop.pop("ageSeconds")
+        assert in_a_thread == on_the_loop
+    status, vehicle = request(f"{server}/v1/vehicles/{vehicle_id}")
+    assert vehicle["meterId"] == meter_id
+    status, meter = request(f"{server}/v1/meters/{meter_id}")
+    assert meter["vehicleId"] == vehicle_id
+    assert request(f"{server}/v1/vehicles/{fresh_id('V')}")[0] == 404
+    assert request(f"{server}/v1/meters/{fresh_id('M')}")[0] == 404
+
+
 def test_many_clients_posting_the_same_reading_at_once_store_it_once(server: str) -> None:
     reading = {
         "meterId": fresh_id("M"),
