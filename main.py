@@ -413,7 +413,7 @@ def gunicorn_options(settings: Settings, *, bind: str, workers: int) -> dict[str
     return {
         "bind": bind,
         "workers": workers,
-        "worker_class": "uvicorn_worker.UvicornWorker",
+        "worker_class": "web.worker.Worker",
         "preload_app": False,
         "graceful_timeout": 20,
         "timeout": 30,

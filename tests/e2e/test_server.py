@@ -226,6 +226,23 @@ def test_live_state_over_http_answers_the_same_on_either_path(server: str) -> No
     assert request(f"{server}/v1/meters/{fresh_id('M')}")[0] == 404
 
 
+def test_pipelined_answers_come_back_whole_and_in_order_before_the_close(server: str) -> None:
+    # The worker gathers each pass's writes into one: answers must still leave in order, and
+    # the last one before the connection closes must not be lost.
+    host, port = server.removeprefix("http://").split(":")
+    ask = f"GET /health HTTP/1.1\r\nHost: {host}\r\n\r\n"
+    last = f"GET /v1/nothing-here HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall((ask * 3 + last).encode())
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    heads = [part.split(b"\r\n", 1)[0] for part in answer.split(b"HTTP/1.1 ")[1:]]
+    assert heads == [b"200 OK"] * 3 + [b"404 Not Found"]
+    assert answer.count(b'{"status":"ok"}') == 3
+    assert answer.rstrip().endswith(b"}")  # the 404's problem body, whole
+
+
 def test_many_clients_posting_the_same_reading_at_once_store_it_once(server: str) -> None:
     reading = {
         "meterId": fresh_id("M"),
