@@ -321,7 +321,7 @@ class Lifespan:
         await asyncio.to_thread(_close_pools)
 
 
-def asgi() -> falcon.asgi.App:
+def asgi() -> falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]:
     """The ASGI app for gunicorn's uvicorn workers (``main:asgi()``); called in each worker,
     after the fork."""
     settings = Settings.from_env()
@@ -432,7 +432,7 @@ def run_gunicorn(options: dict[str, Any]) -> None:
             for key, value in options.items():
                 self.cfg.set(key, value)
 
-        def load(self) -> falcon.asgi.App:
+        def load(self) -> falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]:
             return asgi()
 
     master = os.getpid()
@@ -499,7 +499,7 @@ def start_embedded_database(data_dir: Path, *, stop_at_exit: bool = True) -> str
         warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR")
         import pgserver
 
-        server = pgserver.get_server(
+        server = pgserver.get_server(  # type: ignore[attr-defined]  # exported, undeclared
             data_dir.resolve() / "pgdata", cleanup_mode="stop" if stop_at_exit else None
         )
     url: str = server.get_uri()

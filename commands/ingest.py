@@ -69,6 +69,7 @@ def decide(
     for index, item in enumerate(items):
         try:
             command = reading_command(item)
+            event: Reading
             if isinstance(command, RecordMeterReading):
                 event = record_meter_reading(command, now=now, rules=rules)
             else:

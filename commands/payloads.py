@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import attrs
 from attrs import frozen
@@ -95,7 +95,9 @@ def _build_converter() -> Converter:
     converter.register_structure_hook(str, _text)
     converter.register_structure_hook(datetime, _moment)
     for cls in (RecordMeterReading, RecordVehicleReading, MapVehicleToMeter, IssueToken):
-        renames = {a.name: override(rename=camel(a.name)) for a in attrs.fields(cls)}
+        renames: dict[str, Any] = {
+            a.name: override(rename=camel(a.name)) for a in attrs.fields(cls)
+        }
         converter.register_structure_hook(
             cls, make_dict_structure_fn(cls, converter, _cattrs_forbid_extra_keys=True, **renames)
         )

@@ -117,7 +117,8 @@ def _clone(conn: psycopg.Connection[Any], table: str, schema: str) -> None:
     if partitioning:
         statement = sql.SQL("{} PARTITION BY {}").format(statement, sql.SQL(partitioning))
     conn.execute(statement)
-    [options] = conn.execute(STORAGE_OPTIONS, {"schema": "public", "table": table}).fetchone()
+    found = conn.execute(STORAGE_OPTIONS, {"schema": "public", "table": table}).fetchone()
+    options = found[0] if found else None
     if options:
         conn.execute(
             sql.SQL("ALTER TABLE {} SET ({})").format(

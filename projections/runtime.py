@@ -94,8 +94,12 @@ class Batch:
 
 
 class Projection(Protocol):
-    name: str
-    tables: tuple[str, ...]  # the read model's tables: what a rebuild builds anew
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def tables(self) -> tuple[str, ...]:
+        """The read model's tables: what a rebuild builds anew."""
 
     def prepare(self, conn: psycopg.Connection[Any]) -> None:
         """Housekeeping run at start and every hour (e.g. partitions ahead of time)."""
@@ -126,8 +130,11 @@ class SqlProjection:
 class Periodic(Protocol):
     """Work done every ``interval`` seconds rather than per batch of events."""
 
-    name: str
-    interval: float
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def interval(self) -> float: ...
 
     def run(self, conn: psycopg.Connection[Any]) -> None: ...
 

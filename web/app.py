@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import falcon.asgi
 
 from web import problems
@@ -23,7 +25,7 @@ from web.tokens import TokenResource, TokensResource
 PUBLIC_PREFIXES = ("/docs",)  # the Swagger UI page and its static files
 
 
-def create_app(deps: Dependencies) -> falcon.asgi.App:
+def create_app(deps: Dependencies) -> falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]:
     security = deps.security
     refusals = Refusals(security.record_refusal)
     auth = AuthMiddleware(
@@ -35,7 +37,8 @@ def create_app(deps: Dependencies) -> falcon.asgi.App:
         limiter=RateLimiter(security.rate, security.burst) if security.rate > 0 else None,
         public_prefixes=PUBLIC_PREFIXES,
     )
-    app = falcon.asgi.App(middleware=[RequestIdMiddleware(), auth], cors_enable=False)
+    middleware: list[Any] = [RequestIdMiddleware(), auth]
+    app = falcon.asgi.App(middleware=middleware, cors_enable=False)
     app.req_options.strip_url_path_trailing_slash = True
     # Query strings are read as sent: "a=1&a=2" stays a repeat (refused), "" stays a value.
     app.req_options.auto_parse_qs_csv = False

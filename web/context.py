@@ -101,4 +101,4 @@ class RequestIdMiddleware:
     async def process_response(
         self, req: falcon.Request, resp: falcon.Response, resource: object, req_succeeded: bool
     ) -> None:
-        resp.set_header(REQUEST_ID, req.context.get("request_id", ""))
+        resp.set_header(REQUEST_ID, str(req.context.get("request_id", "")))

@@ -33,7 +33,9 @@ class OpenApiResource:
         resp.data = self._body
 
 
-def add_docs(app: falcon.asgi.App, document: dict[str, Any]) -> None:
+def add_docs(
+    app: falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response], document: dict[str, Any]
+) -> None:
     """``GET /openapi.json`` and the browsable page ``GET /docs``."""
     app.add_route("/openapi.json", OpenApiResource(document))
     api_doc(

@@ -129,7 +129,7 @@ async def handle_unexpected(
     )
 
 
-def register(app: falcon.asgi.App) -> None:
+def register(app: falcon.asgi.App[falcon.asgi.Request, falcon.asgi.Response]) -> None:
     # Falcon picks the most specific handler for an exception's class.
     app.add_error_handler(Exception, handle_unexpected)
     app.add_error_handler(falcon.HTTPError, handle_http_error)

@@ -22,7 +22,9 @@ def _build() -> Converter:
     converter.register_unstructure_hook(datetime, datetime.isoformat)
 
     def by_camel_names(cls: type) -> Any:
-        renames = {a.name: override(rename=camel(a.name)) for a in attrs.fields(cls)}
+        renames: dict[str, Any] = {
+            a.name: override(rename=camel(a.name)) for a in attrs.fields(cls)
+        }
         return make_dict_unstructure_fn(cls, converter, **renames)
 
     converter.register_unstructure_hook_factory(attrs.has, by_camel_names)

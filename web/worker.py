@@ -54,7 +54,7 @@ class GatheringHttpToolsProtocol(HttpToolsProtocol):
         super().connection_made(gathering)  # type: ignore[arg-type]
 
 
-class Worker(UvicornWorker):
+class Worker(UvicornWorker):  # type: ignore[misc]  # an untyped base
     """``uvicorn_worker.UvicornWorker`` with the gathering transport."""
 
     CONFIG_KWARGS = {"loop": "auto", "http": GatheringHttpToolsProtocol}
