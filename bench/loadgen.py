@@ -244,6 +244,7 @@ class Stats:
         self.items[status] += 1
         if status not in ("accepted", "duplicate"):
             return
+        assert isinstance(event_id, str)  # an accepted or duplicate item names its event
         if reading.event_id is not None and (status != "duplicate" or event_id != reading.event_id):
             self.duplicate_mismatches += 1
         if status == "accepted":

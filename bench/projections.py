@@ -40,6 +40,7 @@ The results go to ``bench/results/projections.json`` and a short Markdown table 
 from __future__ import annotations
 
 import bisect
+import functools
 import http.client
 import os
 import random
@@ -373,7 +374,7 @@ def finish_catch_up(
                     time.sleep(0.1)
         done[projection.name] = round(time.perf_counter() - began, 3)
 
-    threads = [_in_background(lambda p=p: finish(p), name=p.name) for p in left]
+    threads = [_in_background(functools.partial(finish, p), name=p.name) for p in left]
     for thread, _ in threads:
         thread.join()
     for _, outcome in threads:
@@ -920,7 +921,7 @@ def cli(
     out: Path,
 ) -> None:
     """Catch-up, efficiency query and lag of the projections; write projections.json/.md."""
-    changes = {
+    changes: dict[str, Any] = {
         "devices": devices,
         "readings": readings,
         "batch_size": batch_size,

@@ -19,6 +19,7 @@ import asyncio
 import random
 import time
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -86,7 +87,7 @@ async def hammer(
 def run_benchmark(url: str, *, seconds: float, workers: int, echo: Echo) -> dict[str, Any]:
     with psycopg.connect(url, autocommit=True) as conn:
         [(end,)] = conn.execute(LAST_READING).fetchall()
-        last_reading = dict(conn.execute(VEHICLES).fetchall())
+        last_reading: dict[str, datetime] = dict(conn.execute(VEHICLES).fetchall())
         vehicles = sorted(last_reading)
         refreshed = time.perf_counter()
         FleetEfficiencyRefresh().run(conn, end=end)

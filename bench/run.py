@@ -104,7 +104,7 @@ def load_step(name: str, description: str, mode: str, clients: int | None = None
 
     def run(ctx: Context) -> dict[str, Any]:
         sizes = ctx.sizes
-        bound = {
+        bound: dict[str, Any] = {
             "health": {"requests": sizes.health_requests},
             "single": {"readings": sizes.single_readings},
             "batch": {"readings": sizes.batch_readings},
@@ -259,7 +259,7 @@ def run_suite(
                 jobs=os.cpu_count() or 1,
             )
             echo(f"seed: {result['seed']['events']} events, {result['seed']['events_per_s']}/s")
-        dbname = conninfo_to_dict(url).get("dbname", "")
+        dbname = str(conninfo_to_dict(url).get("dbname", ""))
         token = operator_token(url) if auth else None
         settings = {
             "ENERGY_AUTH": "on" if auth else "off",
@@ -442,7 +442,7 @@ def cli(
     out: Path,
 ) -> None:
     """Run the standard benchmark steps against a fresh server; write latest.json/.md."""
-    changes = {
+    changes: dict[str, Any] = {
         "duration_s": duration,
         "meters": meters,
         "vehicles": vehicles,

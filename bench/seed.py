@@ -17,7 +17,7 @@ import os
 import random
 import secrets
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -90,6 +90,11 @@ def reading_events(
             yield reading_record(vehicle, metadata=metadata, received_at=received)
 
 
+def _constant(data: bytes) -> Callable[[object], bytes]:
+    """A ``dumps`` for ``Jsonb`` that hands back ``data``, already serialised."""
+    return lambda _: data
+
+
 def copy_events(conn: psycopg.Connection[Any], events: Iterator[NewEvent], chunk: int) -> int:
     """COPY ``events`` into the table, one transaction per ``chunk`` rows; the count copied."""
     total = 0
@@ -102,7 +107,7 @@ def copy_events(conn: psycopg.Connection[Any], events: Iterator[NewEvent], chunk
                 metadata = dumped.get(id(event.metadata))
                 if metadata is None:
                     data = orjson.dumps(event.metadata)
-                    metadata = dumped[id(event.metadata)] = Jsonb(None, dumps=lambda _, d=data: d)
+                    metadata = dumped[id(event.metadata)] = Jsonb(None, dumps=_constant(data))
                 copy.write_row(
                     (
                         event.event_id,
