@@ -30,7 +30,7 @@ import random
 import secrets
 import time
 from collections import Counter, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -351,8 +351,14 @@ async def _client(conn: Connection, plan: Plan, stats: Stats) -> None:
         stats.record(job, status, data, plan.workload)
 
 
-async def drive(config: Config) -> tuple[Stats, dict[str, Any]]:
-    """Run the load described by ``config``; the stats and the run's figures."""
+# Called at the start and the end of the timed phase (e.g. to read the server's CPU time),
+# so that what it measures leaves out the mappings before and the verification after.
+Probe = Callable[[], dict[str, float]]
+
+
+async def drive(config: Config, probe: Probe | None = None) -> tuple[Stats, dict[str, Any]]:
+    """Run the load described by ``config``; the stats and the run's figures (with
+    ``probed``: ``probe``'s answers at the start and the end of the timed phase)."""
     if config.mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, not {config.mode!r}")
     url = urlsplit(config.url)
@@ -374,15 +380,21 @@ async def drive(config: Config) -> tuple[Stats, dict[str, Any]]:
     try:
         if config.mode != "health" and config.map_vehicles:
             await _map_pairs(conns, fleet, stats)
+        probed = {"before": probe()} if probe else None
         cpu, began = time.process_time(), time.perf_counter()
         plan.began, plan.deadline = began, began + config.duration_s
         await asyncio.gather(*(_client(conn, plan, stats) for conn in conns))
         elapsed = time.perf_counter() - began
         cpu = time.process_time() - cpu
+        if probe and probed:
+            probed["after"] = probe()
     finally:
         for conn in conns:
             conn.close()
-    return stats, summary(config, stats, workload, elapsed=elapsed, cpu=cpu)
+    figures = summary(config, stats, workload, elapsed=elapsed, cpu=cpu)
+    if probed:
+        figures["probed"] = probed
+    return stats, figures
 
 
 def percentile(ordered: list[float], share: float) -> float:
@@ -444,9 +456,11 @@ def verify(dsn: str, event_ids: Iterable[str], chunk: int = 10_000) -> dict[str,
     return {"checked": len(ids), "lost": len(ids) - found, "doubled": doubled}
 
 
-def run(config: Config, verify_dsn: str | None = None) -> dict[str, Any]:
+def run(
+    config: Config, verify_dsn: str | None = None, probe: Probe | None = None
+) -> dict[str, Any]:
     """Drive the load and, given a DSN, verify it; the result as a JSON-ready dict."""
-    stats, result = asyncio.run(drive(config))
+    stats, result = asyncio.run(drive(config, probe))
     result["verify"] = verify(verify_dsn, stats.acked) if verify_dsn else None
     return result
 

@@ -52,6 +52,11 @@ def test_the_standard_run_stores_every_acknowledged_reading_once(
     assert health["statuses"] == {"200": health["requests"]} and health["requests"] > 0
     writes = [figures for figures in result["steps"].values() if figures.get("verify")]
     assert len(writes) == 3
+    for figures in [health, *writes]:
+        # CPU of the timed phase only, per request, for the three parties.
+        assert set(figures["cpu_ms_per_request"]) == {"server", "database", "client"}
+        assert all(ms >= 0 for ms in figures["cpu_ms_per_request"].values())
+        assert "probed" not in figures
     for figures in writes:
         assert figures["verify"]["lost"] == 0 and figures["verify"]["doubled"] == 0
         assert figures["errors"] == {}
