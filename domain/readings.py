@@ -161,16 +161,18 @@ _set_slot = object.__setattr__
 
 
 def reading_identity(event: Reading) -> tuple[uuid.UUID, str]:
-    """``(reading_event_id(event), reading_stream(event))``, the natural key taken once."""
+    """``(reading_event_id(event), reading_stream(event))``, the natural key taken once.
+
+    The event id is a pure function of the natural key, so a device's retry maps onto the
+    stored event: ``uuid.uuid5(EVENT_NAMESPACE, "kind/device/micros")``, with the namespace
+    hashed once."""
     kind, device, micros = reading_key(event)
     return _uuid5(f"{kind}/{device}/{micros}"), f"{kind}-{device}"
 
 
 def reading_event_id(event: Reading) -> uuid.UUID:
-    """A pure function of the natural key, so a device's retry maps onto the stored event:
-    ``uuid.uuid5(EVENT_NAMESPACE, "kind/device/micros")``, with the namespace hashed once."""
-    kind, device, micros = reading_key(event)
-    return _uuid5(f"{kind}/{device}/{micros}")
+    """The reading's event id (see ``reading_identity``)."""
+    return reading_identity(event)[0]
 
 
 def reading_stream(event: Reading) -> str:

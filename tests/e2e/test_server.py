@@ -124,6 +124,22 @@ def test_the_original_api_calls_work_over_http(server: str) -> None:
     assert request(f"{server}/health") == (200, {"status": "ok"})
 
 
+def post_and_project(
+    server: str, readings: list[dict[str, Any]], vehicle_id: str, meter_id: str
+) -> int:
+    """Post ``readings``, map the vehicle to the meter and project through that mapping:
+    the mapping's position, which every projection has then reached."""
+    status, body = request(f"{server}/v1/ingest", readings)
+    assert status == 202, body
+    status, mapped = request(
+        f"{server}/v1/mappings", {"vehicleId": vehicle_id, "meterId": meter_id}
+    )
+    assert status == 202, mapped
+    with psycopg.connect(DATABASE["url"], autocommit=True) as conn:
+        project_through(conn, mapped["position"])
+    return int(mapped["position"])
+
+
 def test_analytics_over_http_answer_from_the_projections_on_either_path(server: str) -> None:
     # Without a position the worker answers on its event loop (asynchronous connections);
     # with one it waits in a pool thread: both must give the same figures.
@@ -154,14 +170,7 @@ def test_analytics_over_http_answer_from_the_projections_on_either_path(server: 
             "timestamp": end + 30,
         },  # after the window: not counted
     ]
-    status, body = request(f"{server}/v1/ingest", posted)
-    assert status == 202, body
-    status, mapped = request(
-        f"{server}/v1/mappings", {"vehicleId": vehicle_id, "meterId": meter_id}
-    )
-    assert status == 202, mapped
-    with psycopg.connect(DATABASE["url"], autocommit=True) as conn:
-        project_through(conn, mapped["position"])
+    position = post_and_project(server, posted, vehicle_id, meter_id)
 
     path = f"{server}/v1/analytics/performance/{vehicle_id}?to={end}"
     status, on_the_loop = request(path)
@@ -172,7 +181,7 @@ def test_analytics_over_http_answer_from_the_projections_on_either_path(server: 
     assert on_the_loop["efficiency"] == pytest.approx((0.9 + 2.0) / (1.0 + 2.5))
     assert on_the_loop["avgBatteryTemp"] == pytest.approx(25.0)
     assert (on_the_loop["vehicleReadings"], on_the_loop["meterReadings"]) == (2, 2)
-    status, in_a_thread = request(f"{path}&minPosition={mapped['position']}")
+    status, in_a_thread = request(f"{path}&minPosition={position}")
     assert status == 200, in_a_thread
     assert in_a_thread.pop("consistency")["reached"] is True
     assert in_a_thread == on_the_loop
@@ -193,14 +202,7 @@ def test_live_state_over_http_answers_the_same_on_either_path(server: str) -> No
             "timestamp": at,
         },
     ]
-    status, body = request(f"{server}/v1/ingest", posted)
-    assert status == 202, body
-    status, mapped = request(
-        f"{server}/v1/mappings", {"vehicleId": vehicle_id, "meterId": meter_id}
-    )
-    assert status == 202, mapped
-    with psycopg.connect(DATABASE["url"], autocommit=True) as conn:
-        project_through(conn, mapped["position"])
+    position = post_and_project(server, posted, vehicle_id, meter_id)
 
     for path, reading in (
         (f"/v1/vehicles/{vehicle_id}", {"soc": 61.5, "kwhDeliveredDc": 1.25, "batteryTemp": 27.0}),
@@ -212,7 +214,7 @@ def test_live_state_over_http_answers_the_same_on_either_path(server: str) -> No
         assert {key: last[key] for key in reading} == reading
         assert datetime.fromisoformat(last["recordedAt"]).timestamp() == at
         assert on_the_loop["ageSeconds"] >= 120
-        status, in_a_thread = request(f"{server}{path}?minPosition={mapped['position']}")
+        status, in_a_thread = request(f"{server}{path}?minPosition={position}")
         assert status == 200, in_a_thread
         assert in_a_thread.pop("consistency")["reached"] is True
         # The same answer, but for the reading's age, taken at each answer's own time.
