@@ -174,7 +174,8 @@ STEPS += [
 
 
 def cpu_seconds(server_pid: int, dbname: str) -> dict[str, float]:
-    """CPU seconds used so far by the server (master and workers) and the database's backends.
+    """CPU seconds used so far by the server (master and workers), by each worker (``worker
+    PID``) and by the database's backends.
 
     Read from ``/proc``: Linux only, and the database counts only when it runs on this
     machine (a backend is a process whose title names the database).
@@ -192,6 +193,8 @@ def cpu_seconds(server_pid: int, dbname: str) -> dict[str, float]:
         seconds = (int(fields[11]) + int(fields[12])) / tick
         if server_pid in (int(entry.name), int(fields[1])):
             used["server"] += seconds
+            if int(fields[1]) == server_pid:
+                used[f"worker {entry.name}"] = seconds
         elif title.startswith(b"postgres: ") and marker in title:
             used["database"] += seconds
     return used
@@ -205,8 +208,18 @@ def cpu_per_request(
     if not requests:
         return {}
     client = figures.get("client_cpu_share", 0.0) * figures.get("elapsed_s", 0.0)
-    used = {name: after[name] - before[name] for name in after} | {"client": client}
+    used = {name: after[name] - before[name] for name in ("server", "database")}
+    used["client"] = client
     return {name: round(seconds * 1000 / requests, 3) for name, seconds in used.items()}
+
+
+def worker_shares(before: dict[str, float], after: dict[str, float]) -> list[float]:
+    """Each API worker's share of the workers' CPU between the two readings, largest first:
+    how evenly the kernel spread the step's connections (a worker accepts a connection and
+    serves it until it closes)."""
+    used = [after[name] - before.get(name, 0.0) for name in after if name.startswith("worker ")]
+    total = sum(used)
+    return sorted((round(part / total, 2) for part in used), reverse=True) if total else []
 
 
 def events_by_type(database_url: str) -> dict[str, int]:
@@ -285,6 +298,7 @@ def run_suite(
                     figures["cpu_ms_per_request"] = cpu_per_request(
                         probed["before"], probed["after"], figures
                     )
+                    figures["worker_cpu_shares"] = worker_shares(probed["before"], probed["after"])
                 result["steps"][step.name] = {"description": step.description, **figures}
                 echo(describe(step.name, figures))
         result["events_by_type"] = events_by_type(url)
@@ -363,8 +377,9 @@ def markdown(result: dict[str, Any]) -> str:
         f" {result['sizes']['duration_s']} s per step.",
         "",
         "| step | clients | req/s | readings/s | p50 ms | p95 ms | p99 ms | max ms "
-        "| errors | lost/doubled | readings/s vs /health req/s | CPU ms/req server/db/client |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---|",
+        "| errors | lost/doubled | readings/s vs /health req/s | CPU ms/req server/db/client "
+        "| workers' CPU split |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---|---|",
     ]
     others = []
     for name, figures in result["steps"].items():
@@ -380,7 +395,7 @@ def markdown(result: dict[str, Any]) -> str:
             lines.append(
                 f"| {name} | {figures['clients']} | {figures['requests_per_s']:.0f} | - "
                 f"| {lat['p50']} | {lat['p95']} | {lat['p99']} | {lat['max']} "
-                f"| {_errors(failed)} | - | - | - |"
+                f"| {_errors(failed)} | - | - | - | - |"
             )
             continue
         if "latency_ms" not in figures or "config" not in figures:
@@ -392,11 +407,12 @@ def markdown(result: dict[str, Any]) -> str:
         share = f"{ratio:.0%}" if ratio is not None else "-"
         cpu = figures.get("cpu_ms_per_request") or {}
         cpu_text = "/".join(f"{cpu[k]:.2f}" for k in ("server", "database", "client") if k in cpu)
+        split = "/".join(f"{share:.0%}" for share in figures.get("worker_cpu_shares") or [])
         lines.append(
             f"| {name} | {figures['config']['concurrency']} | {figures['requests_per_s']:.0f} "
             f"| {figures['readings_per_s']:.0f} | {lat['p50']} | {lat['p95']} | {lat['p99']} "
             f"| {lat['max']} | {_errors(figures['errors'])} | {verified} | {share} "
-            f"| {cpu_text or '-'} |"
+            f"| {cpu_text or '-'} | {split or '-'} |"
         )
     if others:
         lines += ["", *others]

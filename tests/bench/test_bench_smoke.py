@@ -6,6 +6,7 @@ the database, seeded rows are what the API stores), never timings.
 
 from __future__ import annotations
 
+import gc
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -57,6 +58,8 @@ def test_the_standard_run_stores_every_acknowledged_reading_once(
         assert set(figures["cpu_ms_per_request"]) == {"server", "database", "client"}
         assert all(ms >= 0 for ms in figures["cpu_ms_per_request"].values())
         assert "probed" not in figures
+        # One worker: all of the workers' CPU is its own (none when the clock did not tick).
+        assert figures["worker_cpu_shares"] in ([1.0], [])
     for figures in writes:
         assert figures["verify"]["lost"] == 0 and figures["verify"]["doubled"] == 0
         assert figures["errors"] == {}
@@ -147,3 +150,19 @@ def test_seeded_events_are_exactly_what_the_api_would_store(databases: Databases
                     payload, store=store, clock=clock, rules=TimeRules(), metadata={}
                 )
                 assert (outcome.status, outcome.event_id) == (Status.DUPLICATE, event_id)
+
+
+def test_worker_shares_are_each_workers_part_of_their_cpu_in_the_step_largest_first() -> None:
+    before = {"server": 5.0, "database": 1.0, "worker 11": 2.0, "worker 12": 1.0}
+    after = {"server": 9.0, "database": 3.0, "worker 11": 3.0, "worker 12": 4.0}
+    assert run.worker_shares(before, after) == [0.75, 0.25]
+    assert run.worker_shares(after, after) == []
+
+
+def test_the_load_generator_gives_its_collector_back_as_it_found_it() -> None:
+    before = gc.get_threshold()
+    with loadgen.quiet_collector():
+        assert gc.get_threshold() == loadgen.COLLECTOR_THRESHOLDS
+        assert gc.get_freeze_count() > 0
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
