@@ -158,3 +158,48 @@ def test_a_coroutine_whose_events_the_database_refuses_gets_the_error(
     # The flusher is still there for the next caller.
     [after] = asyncio.run(store.append_async([new_event(fresh_id("gc"), {"ok": True})]))
     assert after.status is AppendStatus.APPENDED
+
+
+def test_a_caller_with_many_events_commits_alone_without_waiting_for_a_flusher(
+    pool: ConnectionPool[Any],
+) -> None:
+    # No flusher at all: a caller below ``alone`` waits for one forever; one at or above
+    # it is never queued.
+    store = GroupCommitStore(pool, flushers=0, alone=10)
+    events = [new_event(fresh_id("gc"), {"n": n}) for n in range(10)]
+    answers: list[Any] = []
+    caller = threading.Thread(target=lambda: answers.extend(store.append(events)), daemon=True)
+    caller.start()
+    caller.join(timeout=10)
+    assert [a.status for a in answers] == [AppendStatus.APPENDED] * 10
+
+    async def again() -> list[Any]:
+        return await asyncio.wait_for(store.append_async(events), timeout=10)
+
+    repeated = asyncio.run(again())
+    assert [a.status for a in repeated] == [AppendStatus.DUPLICATE] * 10
+    assert [a.position for a in repeated] == [a.position for a in answers]
+
+    async def small() -> list[Any]:
+        return await asyncio.wait_for(store.append_async(events[:9]), timeout=0.5)
+
+    with pytest.raises(TimeoutError):
+        asyncio.run(small())
+    store.close()
+
+
+def test_concurrent_callers_with_many_events_commit_in_transactions_of_their_own(
+    pool: ConnectionPool[Any], database_url: str
+) -> None:
+    store = GroupCommitStore(pool, flushers=1, alone=5)
+    prefix = fresh_id("gc")
+    answers = concurrently(
+        6, lambda n: store.append([new_event(f"{prefix}-{n}", {"part": p}) for p in range(5)])
+    )
+    store.close()
+    with psycopg.connect(database_url) as conn:
+        [(transactions, stored)] = conn.execute(TRANSACTIONS, {"prefix": prefix + "%"}).fetchall()
+    assert (transactions, stored) == (6, 30)
+    for mine in answers:
+        assert [a.status for a in mine] == [AppendStatus.APPENDED] * 5
+        assert [a.position for a in mine] == sorted(a.position for a in mine)
