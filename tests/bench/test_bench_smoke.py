@@ -12,11 +12,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 import psycopg
 from click.testing import CliRunner
 from psycopg_pool import ConnectionPool
 
 from bench import harness, loadgen, run, seed
+from bench.fleet import Fleet
 from commands.ingest import ingest
 from commands.mapping import create_mapping
 from commands.outcomes import Status
@@ -166,3 +168,26 @@ def test_the_load_generator_gives_its_collector_back_as_it_found_it() -> None:
         assert gc.get_freeze_count() > 0
     assert gc.get_threshold() == before
     assert gc.get_freeze_count() == 0
+
+
+def test_answers_read_after_the_timed_phase_still_check_each_duplicate_in_order() -> None:
+    fleet = Fleet(meters=1, vehicles=0, prefix="t-")
+    workload = loadgen.Workload(fleet, start=1_700_000_000, end=1_700_000_600, duplicates=0, late=0)
+    stats = loadgen.Stats()
+    first, second = workload.next(), workload.next()
+    assert first is not None and second is not None
+
+    def answer(*items: tuple[str, str]) -> bytes:
+        body = [{"index": i, "status": s, "eventId": e} for i, (s, e) in enumerate(items)]
+        return orjson.dumps({"items": body})
+
+    sent = loadgen.Job("POST", "/v1/ingest", readings=[first, second])
+    stats.record(sent, 202, answer(("accepted", "id-1"), ("accepted", "id-2")), workload)
+    assert stats.items == {} and stats.unread  # kept, not read yet
+    assert first.pooled and second.pooled  # but both may be sent again at once
+    again = loadgen.Job("POST", "/v1/ingest", readings=[first, second])
+    stats.record(again, 202, answer(("duplicate", "id-1"), ("duplicate", "id-other")), workload)
+    stats.read_answers()
+    assert stats.items == {"accepted": 2, "duplicate": 2}
+    assert stats.duplicate_mismatches == 1  # the second came back under another id
+    assert stats.acked == {"id-1", "id-2", "id-other"} and not stats.unread
