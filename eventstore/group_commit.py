@@ -103,6 +103,7 @@ class GroupCommitStore:
         if not events:
             return []
         if len(events) >= self._alone:
+            self._refuse_if_closed()
             return self._store.append(events)
         done = threading.Event()
         waiting = self._enqueue(events, done.set)
@@ -114,6 +115,7 @@ class GroupCommitStore:
         if not events:
             return []
         if len(events) >= self._alone:
+            self._refuse_if_closed()
             return await self._store.append_async(events)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
@@ -128,11 +130,14 @@ class GroupCommitStore:
         await future
         return waiting.result()
 
+    def _refuse_if_closed(self) -> None:
+        if self._closed:
+            raise StoreUnavailable("the event store is shutting down")
+
     def _enqueue(self, events: Sequence[NewEvent], wake: Callable[[], None]) -> _Waiting:
         waiting = _Waiting(events, wake)
         with self._ready:
-            if self._closed:
-                raise StoreUnavailable("the event store is shutting down")
+            self._refuse_if_closed()
             self._queue.append(waiting)
             self._ready.notify()
         return waiting

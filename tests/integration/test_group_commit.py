@@ -113,10 +113,16 @@ def test_a_caller_whose_events_the_database_refuses_fails_alone(
 
 
 def test_a_closed_store_refuses_new_appends(pool: ConnectionPool[Any]) -> None:
-    store = GroupCommitStore(pool, flushers=1)
+    store = GroupCommitStore(pool, flushers=1, alone=3)
     store.close()
+    stream = fresh_id("gc")
     with pytest.raises(StoreUnavailable):
-        store.append([new_event(fresh_id("gc"), {"late": True})])
+        store.append([new_event(stream, {"late": True})])
+    many = [new_event(stream, {"late": n}) for n in range(3)]  # would commit alone
+    with pytest.raises(StoreUnavailable):
+        store.append(many)
+    with pytest.raises(StoreUnavailable):
+        asyncio.run(store.append_async(many))
 
 
 def test_coroutines_on_one_event_loop_share_commits_and_each_gets_its_own_answers(
