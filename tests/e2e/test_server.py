@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -13,6 +14,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -30,6 +32,7 @@ def free_port() -> int:
 
 TOKEN: dict[str, str] = {}  # the operator token the server fixture creates
 DATABASE: dict[str, str] = {}  # and the database it serves
+MASTER: dict[str, int] = {}  # and the gunicorn master's process id and port
 
 
 def request(
@@ -83,6 +86,7 @@ def server(databases: Any) -> Iterator[str]:
         env=env,
     )
     base = f"http://127.0.0.1:{port}"
+    MASTER.update(pid=process.pid, port=port)
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -315,3 +319,74 @@ def test_a_token_revoked_through_one_worker_is_refused_by_every_worker_within_mo
         time.sleep(0.01)
     assert statuses == {401}
     assert {request(f"{server}/v1/vehicles", token=token)[0] for _ in range(20)} == {401}
+
+
+def _sockets(pid: int) -> set[int]:
+    """The inodes of the sockets process ``pid`` holds open."""
+    found = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                found.add(int(target[8:-1]))
+    return found
+
+
+def _tcp_sockets(port: int, state: str) -> set[int]:
+    """Inodes of the IPv4 TCP sockets in ``state`` (hex, as /proc/net/tcp has it) on ``port``."""
+    found = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] == state and int(fields[1].rsplit(":", 1)[1], 16) == port:
+            found.add(int(fields[9]))
+    return found
+
+
+def _workers(master: int) -> list[int]:
+    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+    return [int(pid) for pid in children]
+
+
+def test_each_worker_listens_on_a_socket_of_its_own_and_connections_reach_both(
+    server: str,
+) -> None:
+    master, port = MASTER["pid"], MASTER["port"]
+    listening, deadline = _tcp_sockets(port, "0A"), time.monotonic() + 15
+    while len(listening) < 2 and time.monotonic() < deadline:  # the second worker may boot
+        time.sleep(0.2)
+        listening = _tcp_sockets(port, "0A")
+    workers = _workers(master)
+    assert len(workers) == 2
+    assert not _sockets(master) & listening  # the master listens on nothing
+    assert [len(_sockets(pid) & listening) for pid in workers] == [1, 1]
+
+    # Sixteen keep-alive connections: the kernel spreads them over both workers (all on
+    # one of two, were its choice a coin toss, in 1 of 32,768 runs).
+    clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(16)]
+    try:
+        for client in clients:
+            client.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert client.recv(4096).startswith(b"HTTP/1.1 200")
+        established = _tcp_sockets(port, "01")
+        served = [len(_sockets(pid) & established) for pid in workers]
+        assert sum(served) == 16 and min(served) > 0, served
+    finally:
+        for client in clients:
+            client.close()
+
+
+def test_serve_refuses_a_port_something_already_listens_on(server: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {**os.environ, "DATABASE_URL": DATABASE["url"], "ENERGY_AUTH": "off"}
+        done = subprocess.run(
+            [sys.executable, "-m", "main", "serve", "--bind", f"127.0.0.1:{port}"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode != 0
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in done.stderr

@@ -1,7 +1,8 @@
-"""The garbage collector as an API worker sets it once the app is loaded.
+"""How gunicorn runs the API workers: each with a listening socket of its own, and its
+garbage collector set once the app is loaded.
 
-Each check runs in a fresh interpreter: freezing the collector of the test process itself
-would change every test after it.
+Each collector check runs in a fresh interpreter: freezing the collector of the test process
+itself would change every test after it.
 """
 
 from __future__ import annotations
@@ -14,6 +15,19 @@ from pathlib import Path
 import main
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def options(bind: str) -> dict[str, object]:
+    return main.gunicorn_options(main.Settings.from_env(), bind=bind, workers=2)
+
+
+def test_workers_listen_on_sockets_of_their_own_for_a_tcp_port_only() -> None:
+    assert options("127.0.0.1:3000")["reuse_port"] is True
+    assert options("[::1]:3000")["reuse_port"] is True
+    # Each worker would bind a port of its own, or unlink the others' unix socket.
+    assert options("127.0.0.1:0")["reuse_port"] is False
+    assert options("unix:/tmp/energy.sock")["reuse_port"] is False
+
 
 # Runs gunicorn's post_worker_init hook as a worker does, then serves "batches": lists of
 # objects alive for a moment, as a batch's are while it commits. A reference cycle made
