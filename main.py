@@ -1011,6 +1011,7 @@ def up(bind: str | None, workers: int | None) -> None:
     """Everything on one machine: database (embedded unless DATABASE_URL), migrations,
     the projector and the API."""
     settings = Settings.from_env()
+    refuse_taken_address(bind or settings.bind)  # before anything is started
     if settings.database_url is None:
         url = start_embedded_database(settings.data_dir)
         os.environ["DATABASE_URL"] = url

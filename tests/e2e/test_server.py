@@ -375,14 +375,17 @@ def test_each_worker_listens_on_a_socket_of_its_own_and_connections_reach_both(
             client.close()
 
 
-def test_serve_refuses_a_port_something_already_listens_on(server: str) -> None:
+@pytest.mark.parametrize("command", ["serve", "up"])
+def test_a_port_something_already_listens_on_is_refused_before_anything_starts(
+    server: str, command: str
+) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
         env = {**os.environ, "DATABASE_URL": DATABASE["url"], "ENERGY_AUTH": "off"}
         done = subprocess.run(
-            [sys.executable, "-m", "main", "serve", "--bind", f"127.0.0.1:{port}"],
+            [sys.executable, "-m", "main", command, "--bind", f"127.0.0.1:{port}"],
             env=env,
             capture_output=True,
             text=True,
@@ -390,3 +393,4 @@ def test_serve_refuses_a_port_something_already_listens_on(server: str) -> None:
         )
     assert done.returncode != 0
     assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in done.stderr
+    assert "projector running" not in done.stdout and "migrations" not in done.stdout
