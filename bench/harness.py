@@ -113,6 +113,7 @@ def server(
         try:
             url = f"http://127.0.0.1:{port}"
             _wait_ready(url, process, timeout_s, log)
+            _wait_listening(port, workers, timeout_s)
             yield Server(url, process.pid)
         finally:
             stop(process)
@@ -133,6 +134,31 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes], timeout_s: float, lo
     log.seek(0)
     tail = log.read()[-4000:].decode(errors="replace")
     raise RuntimeError(f"the server at {url} did not become ready:\n{tail}")
+
+
+LISTEN = "0A"  # a TCP socket's state in /proc/net/tcp
+ESTABLISHED = "01"
+
+
+def tcp_sockets(port: int, state: str) -> set[int]:
+    """The inodes of this machine's IPv4 TCP sockets on local ``port`` in ``state`` (read
+    from Linux's ``/proc/net/tcp``)."""
+    found = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] == state and int(fields[1].rsplit(":", 1)[1], 16) == port:
+            found.add(int(fields[9]))
+    return found
+
+
+def _wait_listening(port: int, workers: int, timeout_s: float) -> None:
+    """Until every worker listens: each has a socket of its own, and a connection opened
+    before the last one does would all go to the others."""
+    if not Path("/proc/net/tcp").exists():
+        return
+    deadline = time.monotonic() + timeout_s
+    while len(tcp_sockets(port, LISTEN)) < workers and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def host_facts(database_url: str) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from bench.harness import ESTABLISHED, LISTEN, tcp_sockets
 from tests.ids import fresh_id
 from tests.projection_runs import project_through
 
@@ -332,16 +333,6 @@ def _sockets(pid: int) -> set[int]:
     return found
 
 
-def _tcp_sockets(port: int, state: str) -> set[int]:
-    """Inodes of the IPv4 TCP sockets in ``state`` (hex, as /proc/net/tcp has it) on ``port``."""
-    found = set()
-    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-        fields = line.split()
-        if fields[3] == state and int(fields[1].rsplit(":", 1)[1], 16) == port:
-            found.add(int(fields[9]))
-    return found
-
-
 def _workers(master: int) -> list[int]:
     children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
     return [int(pid) for pid in children]
@@ -351,10 +342,10 @@ def test_each_worker_listens_on_a_socket_of_its_own_and_connections_reach_both(
     server: str,
 ) -> None:
     master, port = MASTER["pid"], MASTER["port"]
-    listening, deadline = _tcp_sockets(port, "0A"), time.monotonic() + 15
+    listening, deadline = tcp_sockets(port, LISTEN), time.monotonic() + 15
     while len(listening) < 2 and time.monotonic() < deadline:  # the second worker may boot
         time.sleep(0.2)
-        listening = _tcp_sockets(port, "0A")
+        listening = tcp_sockets(port, LISTEN)
     workers = _workers(master)
     assert len(workers) == 2
     assert not _sockets(master) & listening  # the master listens on nothing
@@ -367,7 +358,7 @@ def test_each_worker_listens_on_a_socket_of_its_own_and_connections_reach_both(
         for client in clients:
             client.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
             assert client.recv(4096).startswith(b"HTTP/1.1 200")
-        established = _tcp_sockets(port, "01")
+        established = tcp_sockets(port, ESTABLISHED)
         served = [len(_sockets(pid) & established) for pid in workers]
         assert sum(served) == 16 and min(served) > 0, served
     finally:
