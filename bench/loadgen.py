@@ -55,6 +55,7 @@ EARLIEST = 946_684_800 + 86_400  # a day after 2000-01-01, the server's default 
 RATE_CEILING = 200_000  # readings/s no run on one box reaches: sizes the timeline
 LATE_LAG_TICKS = 5  # a late reading is sent this many intervals after its time
 DUPLICATE_POOL = 50_000  # acknowledged readings kept for re-sending
+UNREAD_BYTES = 256 * 2**20  # answers kept unread at most (see ``Stats.record``)
 # The garbage collector during the timed phase (see ``quiet_collector``).
 COLLECTOR_THRESHOLDS = (5_000, 10, 10)
 
@@ -235,6 +236,7 @@ class Stats:
     readings_sent: int = 0
     # Answers kept to be read later, in the order they came (see ``record``).
     unread: list[tuple[Job, bytes]] = field(default_factory=list)
+    unread_bytes: int = 0
 
     def record(self, job: Job, status: int, data: bytes, workload: Workload) -> None:
         """Account for one answer; acknowledged readings feed the duplicate pool.
@@ -244,7 +246,8 @@ class Stats:
         phase (reading 1,000 items' answers cost this client 2.5-3 of its 6-6.6 ms of CPU
         per batch, CPU taken from the server on a shared box). Any other answer is read
         now, after those kept: every answer is read in the order it came, so a duplicate
-        is always checked against the event id of the reading it repeats."""
+        is always checked against the event id of the reading it repeats. Past
+        ``UNREAD_BYTES`` of kept answers (a long run) they are read at once."""
         self.statuses[str(status)] += 1
         if not job.readings:
             return
@@ -252,6 +255,9 @@ class Stats:
             for reading in job.readings:
                 workload.acknowledged(reading)
             self.unread.append((job, data))
+            self.unread_bytes += len(data)
+            if self.unread_bytes > UNREAD_BYTES:
+                self.read_answers()
         elif status == 207:
             self.read_answers()
             self._read(job, data, workload)
@@ -261,6 +267,7 @@ class Stats:
         for job, data in self.unread:
             self._read(job, data, None)
         self.unread.clear()
+        self.unread_bytes = 0
 
     def _read(self, job: Job, data: bytes, workload: Workload | None) -> None:
         answer = orjson.loads(data)

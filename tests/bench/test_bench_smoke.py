@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 import psycopg
+import pytest
 from click.testing import CliRunner
 from psycopg_pool import ConnectionPool
 
@@ -191,3 +192,23 @@ def test_answers_read_after_the_timed_phase_still_check_each_duplicate_in_order(
     assert stats.items == {"accepted": 2, "duplicate": 2}
     assert stats.duplicate_mismatches == 1  # the second came back under another id
     assert stats.acked == {"id-1", "id-2", "id-other"} and not stats.unread
+
+
+def test_kept_answers_are_read_at_once_past_the_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    fleet = Fleet(meters=1, vehicles=0, prefix="t-")
+    workload = loadgen.Workload(fleet, start=1_700_000_000, end=1_700_000_600, duplicates=0, late=0)
+    stats = loadgen.Stats()
+    answer = orjson.dumps({"items": [{"index": 0, "status": "accepted", "eventId": "id-1"}]})
+    monkeypatch.setattr(loadgen, "UNREAD_BYTES", len(answer) * 2)
+
+    def send() -> None:
+        reading = workload.next()
+        assert reading is not None
+        stats.record(loadgen.Job("POST", "/v1/ingest", readings=[reading]), 202, answer, workload)
+
+    send()
+    send()
+    assert len(stats.unread) == 2 and stats.items == {}  # within the bound: kept
+    send()
+    assert stats.unread == [] and stats.unread_bytes == 0  # past it: all read, in order
+    assert stats.items == {"accepted": 3}
