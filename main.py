@@ -490,9 +490,6 @@ def refuse_taken_address(bind: str) -> None:
 def run_gunicorn(options: dict[str, Any]) -> None:
     from gunicorn.app.base import BaseApplication
 
-    if options.get("reuse_port"):
-        refuse_taken_address(options["bind"])
-
     class Application(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
             for key, value in options.items():
@@ -618,9 +615,9 @@ def serve(bind: str | None, workers: int | None) -> None:
         settings.require_token_key()
     else:
         click.secho(AUTH_OFF, fg="red", bold=True, err=True)
-    run_gunicorn(
-        gunicorn_options(settings, bind=bind or settings.bind, workers=workers or settings.workers)
-    )
+    bind = bind or settings.bind
+    refuse_taken_address(bind)
+    run_gunicorn(gunicorn_options(settings, bind=bind, workers=workers or settings.workers))
 
 
 @cli.command()

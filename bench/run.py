@@ -196,9 +196,10 @@ def cpu_seconds(server_pid: int, dbname: str) -> dict[str, float]:
             continue
         fields = stat.rsplit(")", 1)[1].split()
         seconds = (int(fields[11]) + int(fields[12])) / tick
-        if server_pid in (int(entry.name), int(fields[1])):
+        parent = int(fields[1])
+        if server_pid in (int(entry.name), parent):
             used["server"] += seconds
-            if int(fields[1]) == server_pid:
+            if parent == server_pid:
                 used[f"worker {entry.name}"] = seconds
         elif title.startswith(b"postgres: ") and marker in title:
             used["database"] += seconds

@@ -167,7 +167,7 @@ def reading_identity(event: Reading) -> tuple[uuid.UUID, str]:
     stored event: ``uuid.uuid5(EVENT_NAMESPACE, "kind/device/micros")``, with the namespace
     hashed once."""
     kind, device, micros = reading_key(event)
-    return _uuid5(f"{kind}/{device}/{micros}"), f"{kind}-{device}"
+    return _uuid5(f"{kind}/{device}/{micros}"), _stream_id(kind, device)
 
 
 def reading_event_id(event: Reading) -> uuid.UUID:
@@ -178,4 +178,8 @@ def reading_event_id(event: Reading) -> uuid.UUID:
 def reading_stream(event: Reading) -> str:
     """``meter-M1`` or ``vehicle-V1``: one stream per device."""
     kind, device, _ = reading_key(event)
+    return _stream_id(kind, device)
+
+
+def _stream_id(kind: str, device: str) -> str:
     return f"{kind}-{device}"

@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 import falcon
+import falcon.asgi
 from attrs import frozen
 
 from commands.credentials import Credentials
@@ -16,7 +17,7 @@ from domain.efficiency import DEFAULT_LOW_THRESHOLD
 from domain.rules import TimeRules
 from queries.credentials import StoredCredential
 from queries.pool import AsyncReadPool, ReadPool
-from web.bodies import MAX_DEPTH
+from web.bodies import MAX_DEPTH, json_body
 
 REQUEST_ID = "X-Request-Id"
 
@@ -79,6 +80,14 @@ class Dependencies:
     # Where configured, the hottest reads (analytics) are answered on the event loop over
     # these connections instead of in a pool thread.
     async_reads: AsyncReadPool | None = None
+
+
+async def request_json(req: falcon.asgi.Request, deps: Dependencies) -> object:
+    """The request's JSON body, held to the deployment's body size and nesting limits (see
+    ``web.bodies.json_body``)."""
+    return await json_body(
+        req, max_bytes=deps.limits.max_body_bytes, max_depth=deps.security.max_json_depth
+    )
 
 
 def request_metadata(req: falcon.Request) -> dict[str, Any]:

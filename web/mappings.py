@@ -8,8 +8,7 @@ import falcon.asgi
 
 from commands.mapping import create_mapping
 from domain.credentials import Action
-from web.bodies import json_body
-from web.context import Dependencies, request_metadata
+from web.context import Dependencies, request_json, request_metadata
 from web.ingest import single_answer
 
 
@@ -20,11 +19,7 @@ class MappingsResource:
         self._deps = deps
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        body = await json_body(
-            req,
-            max_bytes=self._deps.limits.max_body_bytes,
-            max_depth=self._deps.security.max_json_depth,
-        )
+        body = await request_json(req, self._deps)
         await asyncio.to_thread(self._post, req, resp, body)
 
     def _post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, body: object) -> None:

@@ -13,8 +13,7 @@ from commands.payloads import Invalid
 from domain.credentials import Action
 from queries.credentials import tokens
 from web.auth import principal_of
-from web.bodies import json_body
-from web.context import Dependencies
+from web.context import Dependencies, request_json
 from web.offload import threaded
 from web.params import Params
 from web.problems import Problem, validation_problem
@@ -41,11 +40,7 @@ class TokensResource:
         resp.data = json_bytes({"tokens": plain(found)})
 
     async def on_post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response) -> None:
-        body = await json_body(
-            req,
-            max_bytes=self._deps.limits.max_body_bytes,
-            max_depth=self._deps.security.max_json_depth,
-        )
+        body = await request_json(req, self._deps)
         await asyncio.to_thread(self._post, req, resp, body)
 
     def _post(self, req: falcon.asgi.Request, resp: falcon.asgi.Response, body: object) -> None:
